@@ -1,0 +1,227 @@
+"""Synthetic CT: deterministic 2D axial slices with organ/lesion masks and a slice class.
+
+Sample `i` of the whole pool is `generate_slice(seed, i)`; a seeded permutation of the pool
+assigns indices to train/val/test, so splits are disjoint and fixed by `seed`. The pool is
+generated once at setup and kept in memory (int16 HU + uint8 masks: ~35 kB per 128x128 slice),
+so epochs cost no generation time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mtl.data.augment import BatchAugment
+from mtl.data.base import MultiTaskDataModule
+from mtl.data.ct_phantom import CLS_CLASSES, SEG_CLASSES, PhantomConfig, generate_slice
+from mtl.data.normalization import CTFingerprint
+from mtl.tasks import TargetSpec
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+class CTSliceArrays:
+    """A split held in memory: HU images, masks, labels and the pool indices they came from."""
+
+    def __init__(self, seed: int, indices: np.ndarray, config: PhantomConfig, threads: int = 1):
+        size = config.image_size
+        self.indices = indices
+        self.images = np.empty((len(indices), size, size), dtype=np.int16)
+        self.masks = np.empty((len(indices), size, size), dtype=np.uint8)
+        self.labels = np.empty(len(indices), dtype=np.int64)
+
+        def fill(row: int) -> None:
+            sample = generate_slice(seed, int(indices[row]), config)
+            self.images[row] = np.clip(np.rint(sample.image), -32768, 32767)
+            self.masks[row] = sample.mask
+            self.labels[row] = sample.label
+
+        if threads > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(fill, range(len(indices))))
+        else:
+            for row in range(len(indices)):
+                fill(row)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class CTSliceDataset(Dataset):
+    """Normalised slices as the batch dictionary the module expects."""
+
+    def __init__(self, arrays: CTSliceArrays, fingerprint: CTFingerprint) -> None:
+        self.arrays = arrays
+        self.fingerprint = fingerprint
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        image = self.fingerprint.normalize(self.arrays.images[i].astype(np.float32))
+        return {
+            "image": torch.from_numpy(image).unsqueeze(0),
+            "targets": {
+                "seg": torch.from_numpy(self.arrays.masks[i].astype(np.int64)),
+                "cls": torch.tensor(self.arrays.labels[i]),
+            },
+            "has_target": {"seg": True, "cls": True},
+            "index": int(self.arrays.indices[i]),
+        }
+
+
+class SyntheticCTDataModule(MultiTaskDataModule):
+    """`data=ct`: synthetic abdominal CT with `seg` (organs + lesion) and `cls` (lesion class).
+
+    `seed` fixes the data (pool and split) independently of the training seed, so a sweep over
+    training seeds keeps the data fixed.
+    """
+
+    in_channels = 1
+
+    def __init__(
+        self,
+        num_train: int = 2000,
+        num_val: int = 300,
+        num_test: int = 500,
+        seed: int = 0,
+        phantom: Mapping[str, Any] | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        percentiles: tuple[float, float] = (0.5, 99.5),
+        cache_dir: str | None = None,
+        generation_threads: int = 2,
+        augment: BatchAugment | None = None,
+    ) -> None:
+        super().__init__(augment=augment)
+        for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
+            if int(value) < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {value}")
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.sizes = {"train": int(num_train), "val": int(num_val), "test": int(num_test)}
+        self.seed = int(seed)
+        self.config = PhantomConfig(**dict(phantom or {}))
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.percentiles = (float(percentiles[0]), float(percentiles[1]))
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.generation_threads = max(1, int(generation_threads))
+        self.target_specs = {
+            "seg": TargetSpec("segmentation", len(SEG_CLASSES), SEG_CLASSES, ignore_index=255),
+            "cls": TargetSpec("classification", len(CLS_CLASSES), CLS_CLASSES),
+        }
+        self.arrays: dict[str, CTSliceArrays] = {}
+        self.fingerprint: CTFingerprint | None = None
+        self._restored_fingerprint: CTFingerprint | None = None
+
+    # -- splits ------------------------------------------------------------------------------
+    def split_indices(self) -> dict[str, np.ndarray]:
+        """Disjoint pool indices per split, a permutation fixed by the data seed."""
+        total = sum(self.sizes.values())
+        order = np.random.default_rng([self.seed, 0x5EED]).permutation(total)
+        out, start = {}, 0
+        for split in SPLITS:
+            out[split] = np.sort(order[start : start + self.sizes[split]])
+            start += self.sizes[split]
+        return out
+
+    def _key(self) -> str:
+        blob = json.dumps(
+            {
+                "seed": self.seed,
+                "sizes": self.sizes,
+                "phantom": asdict(self.config),
+                "percentiles": self.percentiles,
+            },
+            sort_keys=True,
+            default=list,
+        )
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    @property
+    def fingerprint_path(self) -> Path | None:
+        return self.cache_dir / f"ct_fingerprint_{self._key()}.json" if self.cache_dir else None
+
+    # -- Lightning hooks ---------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        indices = self.split_indices()
+        needed = ["train", "val", "test"] if stage in (None, "fit") else ["test"]
+        if stage == "validate":
+            needed = ["val"]
+        if self.fingerprint is None and "train" not in needed:
+            needed = ["train", *needed]  # normalisation needs training statistics
+        for split in needed:
+            if split not in self.arrays:
+                self.arrays[split] = CTSliceArrays(
+                    self.seed, indices[split], self.config, self.generation_threads
+                )
+        if self.fingerprint is None:
+            self.fingerprint = self._restored_fingerprint or self._load_or_compute_fingerprint()
+
+    def _load_or_compute_fingerprint(self) -> CTFingerprint:
+        path = self.fingerprint_path
+        if path is not None and path.exists():
+            return CTFingerprint.load(path)
+        train = self.arrays.get("train") or CTSliceArrays(
+            self.seed, self.split_indices()["train"], self.config, self.generation_threads
+        )
+        fingerprint = CTFingerprint.from_images(
+            zip(train.images, train.masks, strict=True), self.percentiles, seed=self.seed
+        )
+        log.info("CT fingerprint from %d training slices: %s", len(train), fingerprint)
+        if path is not None:
+            fingerprint.save(path)
+        return fingerprint
+
+    def dataset(self, split: str) -> CTSliceDataset:
+        if split not in self.arrays or self.fingerprint is None:
+            self.setup("fit" if split != "test" else "test")
+        return CTSliceDataset(self.arrays[split], self.fingerprint)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            drop_last=shuffle and len(self.arrays[split]) > self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    # -- checkpointed state: the normalisation used in training ------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint.to_dict() if self.fingerprint else None}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("fingerprint"):
+            restored = CTFingerprint.from_dict(state_dict["fingerprint"])
+            self._restored_fingerprint = restored
+            self.fingerprint = restored

@@ -1,0 +1,123 @@
+"""The `Task`: the unit a user adds by config.
+
+A task owns everything that is specific to one prediction problem (its head, loss, metrics and
+the direction of each metric), so the model, the training loop and the reports never
+special-case a task kind.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What a data module provides for one target, so tasks can be checked against it."""
+
+    kind: str
+    num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
+    ignore_index: int | None = None
+
+
+class TaskConfigError(ValueError):
+    """A task's configuration does not fit the data or itself."""
+
+
+class Task(nn.Module, ABC):
+    """Head factory, loss and metrics for one target.
+
+    `name` is the key in model outputs and metric names (`{stage}/{name}/{metric}`); `target`
+    is the key in the batch's `targets` (defaults to `name`).
+    """
+
+    kind: str = ""
+
+    def __init__(self, name: str, target: str | None = None) -> None:
+        super().__init__()
+        if not name or "/" in name:
+            raise TaskConfigError(f"task name must be a non-empty string without '/', got {name!r}")
+        self.name = name
+        self.target = target or name
+
+    # -- binding to the data ---------------------------------------------------------------
+    def bind(self, spec: TargetSpec) -> None:
+        """Adopt what the data says about the target; fail early on a mismatch."""
+        if spec.kind != self.kind:
+            raise TaskConfigError(
+                f"task '{self.name}' is a {self.kind} task but the data's target '{self.target}' "
+                f"is of kind '{spec.kind}'; point the task at a {self.kind} target "
+                f"(tasks.{self.name}.target=...) or choose a matching task config."
+            )
+
+    # -- model -----------------------------------------------------------------------------
+    @abstractmethod
+    def build_head(self, channels: Sequence[int], reductions: Sequence[int]) -> nn.Module:
+        """A head mapping the encoder's feature pyramid to this task's output."""
+
+    # -- loss ------------------------------------------------------------------------------
+    @abstractmethod
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        """Scalar loss on samples that all have a target."""
+
+    def masked_loss(self, output: Tensor, target: Tensor, has_target: Tensor | None) -> Tensor:
+        """Loss over the samples that carry this target (partial labels).
+
+        A batch with no such sample returns a zero that keeps the head in the graph, so DDP
+        sees every parameter used.
+        """
+        if has_target is None or bool(has_target.all()):
+            return self.loss(output, target)
+        if not bool(has_target.any()):
+            return output.sum() * 0.0
+        return self.loss(output[has_target], target[has_target])
+
+    # -- metrics ---------------------------------------------------------------------------
+    @abstractmethod
+    def build_metrics(self) -> MetricCollection:
+        """A fresh metric collection (one per stage)."""
+
+    @abstractmethod
+    def metric_input(self, output: Tensor) -> Tensor:
+        """What the metrics consume (labels or probabilities) from the raw head output."""
+
+    @property
+    @abstractmethod
+    def higher_is_better(self) -> Mapping[str, bool]:
+        """Direction of every metric this task reports (used by delta_m and checkpointing)."""
+
+    @property
+    @abstractmethod
+    def primary_metric(self) -> str:
+        """The metric that best summarises the task."""
+
+    def update_metrics(
+        self, metrics: MetricCollection, output: Tensor, target: Tensor, has_target: Tensor | None
+    ) -> None:
+        output = output.detach()
+        if has_target is not None and not bool(has_target.all()):
+            if not bool(has_target.any()):
+                return
+            output, target = output[has_target], target[has_target]
+        metrics.update(self.metric_input(output), target)
+
+
+def as_weight_tensor(weights: Sequence[float] | None, num_classes: int, what: str) -> Tensor | None:
+    """Validate per-class weights from config."""
+    if weights is None:
+        return None
+    tensor = torch.as_tensor(list(weights), dtype=torch.float32)
+    if tensor.numel() != num_classes:
+        raise TaskConfigError(
+            f"{what} has {tensor.numel()} entries but the target has {num_classes} classes; "
+            f"give one weight per class or null."
+        )
+    if (tensor < 0).any() or not torch.isfinite(tensor).all():
+        raise TaskConfigError(f"{what} must be finite and non-negative, got {list(weights)}")
+    return tensor

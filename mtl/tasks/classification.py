@@ -1,0 +1,98 @@
+"""Image-level multi-class classification: pooled head, CE, accuracy/balanced accuracy/F1/AUROC."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
+
+from mtl.models.heads import PooledHead
+from mtl.tasks.base import TargetSpec, Task, TaskConfigError, as_weight_tensor
+
+
+class ClassificationTask(Task):
+    """One label per image. `balanced_acc` is macro-averaged recall, the metric for imbalance."""
+
+    kind = "classification"
+
+    def __init__(
+        self,
+        name: str = "cls",
+        target: str | None = None,
+        num_classes: int | None = None,
+        class_weights: Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+        stage: int = -1,
+        pool: str = "avgmax",
+        hidden: int | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(name, target)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise TaskConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.num_classes = num_classes
+        self.class_names: tuple[str, ...] | None = None
+        self.label_smoothing = label_smoothing
+        self._class_weights = class_weights
+        self._head_args = dict(stage=stage, pool=pool, hidden=hidden, dropout=dropout)
+        self.register_buffer("class_weights", None, persistent=False)
+
+    def bind(self, spec: TargetSpec) -> None:
+        super().bind(spec)
+        if spec.num_classes is None or spec.num_classes < 2:
+            raise TaskConfigError(f"data target '{self.target}' needs >= 2 classes")
+        if self.num_classes is not None and self.num_classes != spec.num_classes:
+            raise TaskConfigError(
+                f"task '{self.name}' is configured with num_classes={self.num_classes} but the "
+                f"data's target '{self.target}' has {spec.num_classes} classes "
+                f"{list(spec.class_names or [])}; set tasks.{self.name}.num_classes="
+                f"{spec.num_classes} or null (null takes it from the data)."
+            )
+        self.num_classes = spec.num_classes
+        self.class_names = spec.class_names or tuple(f"class{i}" for i in range(spec.num_classes))
+        self.class_weights = as_weight_tensor(
+            self._class_weights, self.num_classes, f"tasks.{self.name}.class_weights"
+        )
+
+    def _require_bound(self) -> int:
+        if self.num_classes is None:
+            raise RuntimeError(f"task '{self.name}' must be bound to the data first (bind)")
+        return self.num_classes
+
+    def build_head(self, channels: Sequence[int], reductions: Sequence[int]) -> nn.Module:
+        return PooledHead(channels, self._require_bound(), **self._head_args)
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.cross_entropy(
+            output.float(),
+            target.long(),
+            weight=self.class_weights,
+            label_smoothing=self.label_smoothing,
+        )
+
+    def build_metrics(self) -> MetricCollection:
+        n = self._require_bound()
+        return MetricCollection(
+            {
+                "acc": MulticlassAccuracy(n, average="micro"),
+                "balanced_acc": MulticlassAccuracy(n, average="macro"),
+                "f1": MulticlassF1Score(n, average="macro"),
+                "auroc": MulticlassAUROC(n, average="macro"),
+            },
+            # accuracy micro/macro differ only by an argument: never merge their states
+            compute_groups=False,
+        )
+
+    def metric_input(self, output: Tensor) -> Tensor:
+        return output.float().softmax(dim=1)
+
+    @property
+    def higher_is_better(self) -> Mapping[str, bool]:
+        return {"acc": True, "balanced_acc": True, "f1": True, "auroc": True}
+
+    @property
+    def primary_metric(self) -> str:
+        return "balanced_acc"

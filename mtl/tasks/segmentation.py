@@ -1,0 +1,103 @@
+"""Semantic segmentation: a U-Net decoder head, Dice + CE, Dice/IoU/pixel accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from mtl.losses import DiceCELoss
+from mtl.metrics import SegmentationMetrics
+from mtl.models.decoders import DenseHead, UNetDecoder
+from mtl.tasks.base import TargetSpec, Task, TaskConfigError, as_weight_tensor
+
+
+class SegmentationTask(Task):
+    """Per-pixel classification; class names and count come from the data unless given."""
+
+    kind = "segmentation"
+
+    def __init__(
+        self,
+        name: str = "seg",
+        target: str | None = None,
+        num_classes: int | None = None,
+        ignore_index: int = 255,
+        dice_weight: float = 1.0,
+        ce_weight: float = 1.0,
+        class_weights: Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+        batch_dice: bool = True,
+        decoder_channels: Sequence[int] | None = None,
+        decoder_depth: int = 2,
+        norm: str = "batch",
+        activation: str = "leaky_relu",
+    ) -> None:
+        super().__init__(name, target)
+        self.num_classes = num_classes
+        self.class_names: tuple[str, ...] | None = None
+        self.ignore_index = ignore_index
+        self._loss_args = dict(
+            dice_weight=dice_weight,
+            ce_weight=ce_weight,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            batch_dice=batch_dice,
+        )
+        self._class_weights = class_weights
+        self._decoder_args = dict(
+            decoder_channels=decoder_channels, depth=decoder_depth, norm=norm, activation=activation
+        )
+        self.criterion: DiceCELoss | None = None
+
+    def bind(self, spec: TargetSpec) -> None:
+        super().bind(spec)
+        if spec.num_classes is None:
+            raise TaskConfigError(f"data target '{self.target}' does not say its class count")
+        if self.num_classes is not None and self.num_classes != spec.num_classes:
+            raise TaskConfigError(
+                f"task '{self.name}' is configured with num_classes={self.num_classes} but the "
+                f"data's target '{self.target}' has {spec.num_classes} classes "
+                f"{list(spec.class_names or [])}; set tasks.{self.name}.num_classes="
+                f"{spec.num_classes} or null (null takes it from the data)."
+            )
+        self.num_classes = spec.num_classes
+        self.class_names = spec.class_names or tuple(f"class{i}" for i in range(spec.num_classes))
+        weights = as_weight_tensor(
+            self._class_weights, self.num_classes, f"tasks.{self.name}.class_weights"
+        )
+        self.criterion = DiceCELoss(class_weights=weights, **self._loss_args)
+
+    def _require_bound(self) -> int:
+        if self.num_classes is None or self.criterion is None:
+            raise RuntimeError(f"task '{self.name}' must be bound to the data first (bind)")
+        return self.num_classes
+
+    def build_head(self, channels: Sequence[int], reductions: Sequence[int]) -> nn.Module:
+        decoder = UNetDecoder(channels, reductions, **self._decoder_args)
+        return DenseHead(decoder, self._require_bound())
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        self._require_bound()
+        return self.criterion(output, target)
+
+    def build_metrics(self) -> MetricCollection:
+        self._require_bound()
+        return MetricCollection(
+            {"seg": SegmentationMetrics(self.class_names, ignore_index=self.ignore_index)},
+            compute_groups=False,
+        )
+
+    def metric_input(self, output: Tensor) -> Tensor:
+        return output.argmax(dim=1)
+
+    @property
+    def higher_is_better(self) -> Mapping[str, bool]:
+        names = {"dice": True, "miou": True, "pixel_acc": True}
+        names.update({f"dice_{c}": True for c in (self.class_names or ())[1:]})
+        return names
+
+    @property
+    def primary_metric(self) -> str:
+        return "dice"

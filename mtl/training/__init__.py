@@ -1,0 +1,1 @@
+"""The training loop's parts: builders, runners, callbacks, loggers, result files."""

@@ -1,0 +1,115 @@
+"""Turn a composed Hydra config into objects, checking early that the pieces fit together.
+
+Shared by `train.py`, `eval.py` and the tests, so every entry point validates the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mtl.data.base import MultiTaskDataModule
+from mtl.module import MultiTaskModule
+from mtl.tasks import Task, TaskConfigError
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """The composed config is inconsistent; the message names both sides and the fix."""
+
+
+def build_datamodule(cfg: DictConfig) -> MultiTaskDataModule:
+    datamodule = instantiate(cfg.data, _convert_="all")
+    if not isinstance(datamodule, MultiTaskDataModule):
+        raise ConfigError(
+            f"data._target_ must be a mtl.data.MultiTaskDataModule, got {type(datamodule).__name__}"
+        )
+    return datamodule
+
+
+def build_tasks(cfg: DictConfig, datamodule: MultiTaskDataModule) -> dict[str, Task]:
+    """Instantiate `cfg.tasks` (name -> config) and bind each to the data's target spec."""
+    if not cfg.get("tasks"):
+        raise ConfigError("no tasks configured; choose some, e.g. tasks=[seg,cls]")
+    tasks: dict[str, Task] = {}
+    for name, task_cfg in cfg.tasks.items():
+        task = instantiate(task_cfg, name=name, _convert_="all")
+        if task.target not in datamodule.target_specs:
+            raise ConfigError(
+                f"task '{name}' needs target '{task.target}', which data "
+                f"'{type(datamodule).__name__}' does not provide; it provides "
+                f"{sorted(datamodule.target_specs)} (set tasks.{name}.target or drop the task)"
+            )
+        try:
+            task.bind(datamodule.target_specs[task.target])
+        except TaskConfigError as err:
+            raise ConfigError(str(err)) from err
+        tasks[name] = task
+    return tasks
+
+
+def build_module(cfg: DictConfig, datamodule: MultiTaskDataModule) -> MultiTaskModule:
+    tasks = build_tasks(cfg, datamodule)
+    encoder = instantiate(cfg.encoder, in_channels=datamodule.in_channels, _convert_="all")
+    net = instantiate(cfg.model, _convert_="all")(encoder=encoder, tasks=tasks)
+    weighting = instantiate(cfg.weighting, _convert_="all")(task_names=list(tasks))
+    optimizer = instantiate(cfg.optimizer, _convert_="all")
+    schedule = instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None
+    module = instantiate(cfg.module, _convert_="all")(
+        net=net, tasks=tasks, weighting=weighting, optimizer=optimizer, schedule=schedule
+    )
+    check_optimized_metric(cfg, module)
+    return module
+
+
+def check_optimized_metric(cfg: DictConfig, module: MultiTaskModule) -> None:
+    """`optimized_metric` must be a validation metric this run logs, in the right direction."""
+    metric, mode = cfg.get("optimized_metric"), cfg.get("optimized_mode", "max")
+    if metric is None:
+        return
+    directions: dict[str, bool] = {"val/loss": False}
+    for name, task in module.tasks.items():
+        directions[f"val/{name}/loss"] = False
+        directions.update({f"val/{name}/{m}": hib for m, hib in task.higher_is_better.items()})
+    if metric not in directions:
+        raise ConfigError(
+            f"optimized_metric '{metric}' is not logged by this run; choose one of "
+            f"{sorted(directions)}"
+        )
+    if mode not in ("max", "min"):
+        raise ConfigError(f"optimized_mode must be 'max' or 'min', got {mode!r}")
+    if (mode == "max") != directions[metric]:
+        better = "higher" if directions[metric] else "lower"
+        raise ConfigError(
+            f"optimized_metric '{metric}' is better when {better}, but optimized_mode={mode}; "
+            f"set optimized_mode={'max' if directions[metric] else 'min'}"
+        )
+
+
+def _instantiate_group(node: DictConfig | None) -> list[Any]:
+    if not node:
+        return []
+    return [
+        instantiate(item, _convert_="all") for item in node.values() if item and "_target_" in item
+    ]
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    return _instantiate_group(cfg.get("callbacks"))
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    return _instantiate_group(cfg.get("logger"))
+
+
+def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all")
+
+
+def resolved_container(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]

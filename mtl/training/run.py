@@ -1,0 +1,151 @@
+"""The recipes behind `train.py` and `eval.py`."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mtl.training.builders import (
+    ConfigError,
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    build_trainer,
+    resolved_container,
+)
+from mtl.training.results import print_metrics_table, to_floats, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+RUN_CONFIG = "config.yaml"
+METRICS_FILE = "metrics.json"
+
+
+def _finish_wandb() -> None:
+    """End the W&B run so the next job of a multirun starts its own."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Seed, build, fit, test with the best checkpoint, write `metrics.json`; returns it."""
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(resolved_container(cfg), output_dir / RUN_CONFIG)
+    if cfg.get("extras", {}).get("print_config"):
+        log.info("Composed config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    callbacks = build_callbacks(cfg)
+    loggers = build_loggers(cfg)
+    trainer = build_trainer(cfg, callbacks, loggers)
+    for logger in loggers:
+        logger.log_hyperparams(resolved_container(cfg))
+
+    metrics: dict[str, float] = {}
+    try:
+        if cfg.get("train", True):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            metrics.update(_best_validation(cfg, trainer))
+        if cfg.get("test", True):
+            ckpt = _best_checkpoint(trainer) if cfg.get("train", True) else cfg.get("ckpt_path")
+            trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
+            metrics.update(_stage_metrics(trainer, "test/"))
+    finally:
+        _finish_wandb()
+
+    if trainer.is_global_zero:
+        write_json_atomic(output_dir / METRICS_FILE, metrics)
+        if cfg.get("extras", {}).get("print_metrics"):
+            print_metrics_table(metrics, f"Results ({output_dir / METRICS_FILE})")
+    return metrics
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test a checkpoint; by default rebuilds the model from the run's saved config."""
+    ckpt_path = Path(str(cfg.ckpt_path)).expanduser()
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint '{ckpt_path}' not found; pass ckpt_path=<run dir>/checkpoints/best.ckpt"
+        )
+    cfg = with_run_config(cfg, ckpt_path) if cfg.get("use_run_config", True) else cfg
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    loggers = build_loggers(cfg)
+    trainer = build_trainer(cfg, callbacks=[], loggers=loggers)
+    try:
+        trainer.test(module, datamodule=datamodule, ckpt_path=str(ckpt_path))
+    finally:
+        _finish_wandb()
+    metrics = _stage_metrics(trainer, "test/")
+    if trainer.is_global_zero:
+        write_json_atomic(output_dir / METRICS_FILE, metrics)
+        if cfg.get("extras", {}).get("print_metrics"):
+            print_metrics_table(metrics, f"Evaluation of {ckpt_path}")
+    return metrics
+
+
+def find_run_config(ckpt_path: Path) -> Path | None:
+    """`<run>/checkpoints/x.ckpt` -> `<run>/config.yaml`, if it is there."""
+    for folder in (ckpt_path.parent, ckpt_path.parent.parent):
+        if (folder / RUN_CONFIG).is_file():
+            return folder / RUN_CONFIG
+    return None
+
+
+def with_run_config(cfg: DictConfig, ckpt_path: Path) -> DictConfig:
+    """The training run's data/tasks/model config, with this evaluation's trainer, loggers,
+    paths and extras. Fails loudly if the run's config is missing."""
+    path = find_run_config(ckpt_path)
+    if path is None:
+        raise ConfigError(
+            f"no {RUN_CONFIG} beside '{ckpt_path}' or its parent; pass the model config "
+            f"yourself with use_run_config=false (and the same data/tasks/model/encoder "
+            f"overrides the run used)"
+        )
+    run_cfg = OmegaConf.load(path)
+    merged = OmegaConf.merge(run_cfg, {k: cfg[k] for k in ("trainer", "paths", "extras")})
+    with open_dict(merged):
+        merged.logger = cfg.get("logger")
+        merged.ckpt_path = str(ckpt_path)
+        for key, value in (cfg.get("overrides_after_load") or {}).items():
+            OmegaConf.update(merged, key, value)
+    log.info("Evaluating with the run config %s", path)
+    return merged
+
+
+def _best_checkpoint(trainer: L.Trainer) -> str | None:
+    callback = trainer.checkpoint_callback
+    if isinstance(callback, ModelCheckpoint) and callback.best_model_path:
+        return callback.best_model_path
+    log.warning("No best checkpoint was saved; testing the final weights")
+    return None
+
+
+def _best_validation(cfg: DictConfig, trainer: L.Trainer) -> dict[str, float]:
+    callback = trainer.checkpoint_callback
+    if isinstance(callback, ModelCheckpoint) and callback.best_model_score is not None:
+        score = float(callback.best_model_score)
+        return {f"best_{callback.monitor}": score}
+    return {}
+
+
+def _stage_metrics(trainer: L.Trainer, prefix: str) -> dict[str, Any]:
+    metrics = to_floats(trainer.callback_metrics)
+    return {k: v for k, v in metrics.items() if k.startswith(prefix) and not math.isinf(v)}

@@ -1,0 +1,215 @@
+"""`train.py` / `eval.py` end to end, through Hydra's compose API and the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TINY, compose_config
+from omegaconf import open_dict
+
+from mtl.training.builders import ConfigError, build_datamodule, build_module, build_trainer
+from mtl.training.run import METRICS_FILE, train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _test_keys(metrics: dict) -> set[str]:
+    return {k for k in metrics if k.startswith("test/")}
+
+
+def test_train_writes_config_checkpoints_metrics(tmp_path):
+    cfg = compose_config(tmp_path, [*TINY, "logger=csv"])
+    metrics = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    assert (run / "config.yaml").is_file()
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "csv" / "metrics.csv").is_file()
+    saved = json.loads((run / METRICS_FILE).read_text())
+    assert saved == pytest.approx(metrics, nan_ok=True)
+    expected = {f"test/seg/{m}" for m in ("dice", "miou", "pixel_acc", "dice_lesion")}
+    expected |= {f"test/cls/{m}" for m in ("acc", "balanced_acc", "f1", "auroc")}
+    assert expected <= _test_keys(saved)
+    assert "best_val/seg/dice" in saved
+    assert all(isinstance(v, float) for v in saved.values())
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "ddp_cpu"])
+def test_fast_dev_run(tmp_path, trainer):
+    cfg = compose_config(
+        tmp_path,
+        [
+            *TINY,
+            f"trainer={trainer}",
+            "trainer.fast_dev_run=true",
+            "trainer.enable_progress_bar=false",
+        ],
+    )
+    metrics = train(cfg)
+    assert {"test/seg/dice", "test/cls/balanced_acc"} <= _test_keys(metrics)
+
+
+@pytest.mark.parametrize(
+    "loggers,expected",
+    [
+        ("csv", ["csv/metrics.csv"]),
+        ("wandb", ["wandb"]),
+        ("tensorboard", ["tensorboard"]),
+        ("[csv,wandb,tensorboard]", ["csv/metrics.csv", "wandb", "tensorboard"]),
+    ],
+)
+def test_each_logger_writes_its_files(tmp_path, monkeypatch, loggers, expected):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose_config(tmp_path, [*TINY, f"logger={loggers}"])
+    train(cfg)
+    run = Path(cfg.paths.output_dir)
+    for item in expected:
+        assert (run / item).exists(), f"{item} missing for logger={loggers}"
+    if "wandb" in expected:
+        offline_runs = list((run / "wandb").glob("offline-run-*"))
+        assert offline_runs, "W&B must run offline without an account"
+        import wandb
+
+        assert wandb.run is None  # finished, so the next job starts its own run
+    if "tensorboard" in expected:
+        assert list((run / "tensorboard").rglob("events.out.tfevents*"))
+
+
+@pytest.mark.parametrize("tasks", ["[seg]", "[cls]", "[seg,cls]"])
+def test_stl(tmp_path, tasks):
+    cfg = compose_config(
+        tmp_path,
+        [*TINY, "model=stl", f"tasks={tasks}", "optimized_metric=val/loss", "optimized_mode=min"],
+    )
+    metrics = train(cfg)
+    names = tasks.strip("[]").split(",")
+    assert {k.split("/")[1] for k in _test_keys(metrics)} == {*names, "loss"}
+
+
+def test_fixed_weighting_and_timm_encoder_run(tmp_path):
+    tiny = [o for o in TINY if not o.startswith("encoder.")]
+    cfg = compose_config(
+        tmp_path,
+        [
+            *tiny,
+            "weighting=fixed",
+            "weighting.weights.cls=0.5",
+            "encoder=timm",
+            "encoder.name=resnet18",
+            "trainer.fast_dev_run=true",
+        ],
+    )
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    assert module.weighting.alpha.tolist() == [1.0, 0.5]
+    assert "test/seg/dice" in train(cfg)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("tasks.seg.num_classes=4", "num_classes=4 but the data's target 'seg' has 5 classes"),
+        ("tasks.cls.target=organ", "needs target 'organ', which data"),
+        ("optimized_metric=val/seg/dcie", "not logged by this run; choose one of"),
+        ("optimized_mode=min", "better when higher, but optimized_mode=min"),
+        ("tasks.cls.class_weights=[1,2]", "2 entries but the target has 3 classes"),
+        ("weighting=fixed +weighting.weights.depth=1", "names tasks ['depth']"),
+    ],
+)
+def test_bad_config_fails_before_training_with_a_clear_message(tmp_path, override, message):
+    cfg = compose_config(tmp_path, [*TINY, *override.split()])
+    with pytest.raises((ConfigError, ValueError)) as err:
+        train(cfg)
+    assert message in str(err.value)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+
+
+def _cli(script: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "MTL_ROOT": str(cwd)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_cli_train_then_eval_reproduces_test_metrics(tmp_path):
+    tiny = [o for o in TINY if not o.startswith("logger=")]
+    result = _cli(
+        "train.py",
+        *tiny,
+        "trainer.max_epochs=2",
+        "logger=csv",
+        "hydra.run.dir=" + str(tmp_path / "run"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    trained = json.loads((run / METRICS_FILE).read_text())
+    assert (run / ".hydra" / "config.yaml").is_file()
+    result = _cli(
+        "eval.py",
+        f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+        "trainer.accelerator=cpu",
+        "logger=none",
+        "extras.print_metrics=false",
+        "hydra.run.dir=" + str(tmp_path / "eval"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "eval" / METRICS_FILE).read_text())
+    assert set(evaluated) == _test_keys(trained)
+    for key, value in evaluated.items():
+        assert value == pytest.approx(trained[key], rel=1e-5, abs=1e-6, nan_ok=True), key
+
+
+def test_eval_without_checkpoint_names_the_fix(tmp_path):
+    result = _cli(
+        "eval.py",
+        f"ckpt_path={tmp_path / 'nope.ckpt'}",
+        "hydra.run.dir=" + str(tmp_path / "eval"),
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "not found; pass ckpt_path=" in result.stderr
+
+
+@pytest.mark.slow
+def test_short_training_learns(tmp_path):
+    """Validation Dice and balanced accuracy rise clearly above the untrained model's."""
+    cfg = compose_config(
+        tmp_path,
+        [
+            "data.num_train=256",
+            "data.num_val=64",
+            "data.num_test=16",
+            "data.batch_size=16",
+            "data.phantom.image_size=64",
+            "encoder.channels=[8,16,32,64]",
+            "trainer.max_epochs=6",
+            "trainer.accelerator=cpu",
+            "trainer.enable_progress_bar=false",
+            "logger=none",
+            "extras.print_config=false",
+            "extras.print_metrics=false",
+            "callbacks=none",
+        ],
+    )
+    with open_dict(cfg):
+        cfg.optimizer.lr = 0.005
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    trainer = build_trainer(cfg, callbacks=[], loggers=[])
+    before = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    trainer.fit(module, datamodule=datamodule)
+    after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    assert after["val/seg/dice"] > before["val/seg/dice"] + 0.3, (before, after)
+    assert after["val/seg/dice"] > 0.5
