@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,25 +33,18 @@ SPLITS = ("train", "val", "test")
 class CTSliceArrays:
     """A split held in memory: HU images, masks, labels and the pool indices they came from."""
 
-    def __init__(self, seed: int, indices: np.ndarray, config: PhantomConfig, threads: int = 1):
+    def __init__(self, seed: int, indices: np.ndarray, config: PhantomConfig) -> None:
         size = config.image_size
         self.indices = indices
         self.images = np.empty((len(indices), size, size), dtype=np.int16)
         self.masks = np.empty((len(indices), size, size), dtype=np.uint8)
         self.labels = np.empty(len(indices), dtype=np.int64)
 
-        def fill(row: int) -> None:
-            sample = generate_slice(seed, int(indices[row]), config)
+        for row, index in enumerate(indices):
+            sample = generate_slice(seed, int(index), config)
             self.images[row] = np.clip(np.rint(sample.image), -32768, 32767)
             self.masks[row] = sample.mask
             self.labels[row] = sample.label
-
-        if threads > 1:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(fill, range(len(indices))))
-        else:
-            for row in range(len(indices)):
-                fill(row)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -104,7 +96,6 @@ class SyntheticCTDataModule(MultiTaskDataModule):
         persistent_workers: bool = False,
         percentiles: tuple[float, float] = (0.5, 99.5),
         cache_dir: str | None = None,
-        generation_threads: int = 2,
         augment: BatchAugment | None = None,
     ) -> None:
         super().__init__(augment=augment)
@@ -123,10 +114,15 @@ class SyntheticCTDataModule(MultiTaskDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.percentiles = (float(percentiles[0]), float(percentiles[1]))
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.generation_threads = max(1, int(generation_threads))
         self.target_specs = {
             "seg": TargetSpec("segmentation", len(SEG_CLASSES), SEG_CLASSES, ignore_index=255),
-            "cls": TargetSpec("classification", len(CLS_CLASSES), CLS_CLASSES),
+            # the generator's prior is the expected class share of every split
+            "cls": TargetSpec(
+                "classification",
+                len(CLS_CLASSES),
+                CLS_CLASSES,
+                class_frequencies=tuple(self.config.lesion_prior),
+            ),
         }
         self.arrays: dict[str, CTSliceArrays] = {}
         self.fingerprint: CTFingerprint | None = None
@@ -170,9 +166,7 @@ class SyntheticCTDataModule(MultiTaskDataModule):
             needed = ["train", *needed]  # normalisation needs training statistics
         for split in needed:
             if split not in self.arrays:
-                self.arrays[split] = CTSliceArrays(
-                    self.seed, indices[split], self.config, self.generation_threads
-                )
+                self.arrays[split] = CTSliceArrays(self.seed, indices[split], self.config)
         if self.fingerprint is None:
             self.fingerprint = self._restored_fingerprint or self._load_or_compute_fingerprint()
 
@@ -181,7 +175,7 @@ class SyntheticCTDataModule(MultiTaskDataModule):
         if path is not None and path.exists():
             return CTFingerprint.load(path)
         train = self.arrays.get("train") or CTSliceArrays(
-            self.seed, self.split_indices()["train"], self.config, self.generation_threads
+            self.seed, self.split_indices()["train"], self.config
         )
         fingerprint = CTFingerprint.from_images(
             zip(train.images, train.masks, strict=True), self.percentiles, seed=self.seed

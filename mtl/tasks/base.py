@@ -24,6 +24,8 @@ class TargetSpec:
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
     ignore_index: int | None = None
+    # share of each class in the training split (for `class_weights: balanced`)
+    class_frequencies: tuple[float, ...] | None = None
 
 
 class TaskConfigError(ValueError):
@@ -108,15 +110,33 @@ class Task(nn.Module, ABC):
         metrics.update(self.metric_input(output), target)
 
 
-def as_weight_tensor(weights: Sequence[float] | None, num_classes: int, what: str) -> Tensor | None:
-    """Validate per-class weights from config."""
+def as_weight_tensor(
+    weights: Sequence[float] | str | None, spec: TargetSpec, what: str
+) -> Tensor | None:
+    """Per-class weights from config: a list, `balanced` (inverse class frequency in the
+    training split, n / (K * n_c) as in scikit-learn), or null."""
     if weights is None:
         return None
+    num_classes = spec.num_classes or 0
+    if isinstance(weights, str):
+        if weights != "balanced":
+            raise TaskConfigError(
+                f"{what} must be a list of numbers, 'balanced' or null, got {weights!r}"
+            )
+        if spec.class_frequencies is None:
+            raise TaskConfigError(
+                f"{what}=balanced needs class frequencies, which this data does not report; "
+                f"give one weight per class instead"
+            )
+        freq = torch.as_tensor(spec.class_frequencies, dtype=torch.float32)
+        if (freq <= 0).any():
+            raise TaskConfigError(f"{what}=balanced: a class never occurs in the training split")
+        return 1.0 / (num_classes * freq)
     tensor = torch.as_tensor(list(weights), dtype=torch.float32)
     if tensor.numel() != num_classes:
         raise TaskConfigError(
             f"{what} has {tensor.numel()} entries but the target has {num_classes} classes; "
-            f"give one weight per class or null."
+            f"give one weight per class, 'balanced' or null."
         )
     if (tensor < 0).any() or not torch.isfinite(tensor).all():
         raise TaskConfigError(f"{what} must be finite and non-negative, got {list(weights)}")

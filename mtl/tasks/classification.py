@@ -23,12 +23,14 @@ class ClassificationTask(Task):
         name: str = "cls",
         target: str | None = None,
         num_classes: int | None = None,
-        class_weights: Sequence[float] | None = None,
+        class_weights: Sequence[float] | str | None = None,
         label_smoothing: float = 0.0,
-        stage: int = -1,
+        stages: Sequence[int] = (-1,),
         pool: str = "avgmax",
         hidden: int | None = None,
         dropout: float = 0.0,
+        conv_channels: int | None = None,
+        norm: str = "batch",
     ) -> None:
         super().__init__(name, target)
         if not 0.0 <= label_smoothing < 1.0:
@@ -37,7 +39,14 @@ class ClassificationTask(Task):
         self.class_names: tuple[str, ...] | None = None
         self.label_smoothing = label_smoothing
         self._class_weights = class_weights
-        self._head_args = dict(stage=stage, pool=pool, hidden=hidden, dropout=dropout)
+        self._head_args = dict(
+            stages=stages,
+            pool=pool,
+            hidden=hidden,
+            dropout=dropout,
+            conv_channels=conv_channels,
+            norm=norm,
+        )
         self.register_buffer("class_weights", None, persistent=False)
 
     def bind(self, spec: TargetSpec) -> None:
@@ -54,7 +63,7 @@ class ClassificationTask(Task):
         self.num_classes = spec.num_classes
         self.class_names = spec.class_names or tuple(f"class{i}" for i in range(spec.num_classes))
         self.class_weights = as_weight_tensor(
-            self._class_weights, self.num_classes, f"tasks.{self.name}.class_weights"
+            self._class_weights, spec, f"tasks.{self.name}.class_weights"
         )
 
     def _require_bound(self) -> int:

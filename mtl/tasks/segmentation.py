@@ -26,7 +26,7 @@ class SegmentationTask(Task):
         ignore_index: int = 255,
         dice_weight: float = 1.0,
         ce_weight: float = 1.0,
-        class_weights: Sequence[float] | None = None,
+        class_weights: Sequence[float] | str | None = None,
         label_smoothing: float = 0.0,
         batch_dice: bool = True,
         decoder_channels: Sequence[int] | None = None,
@@ -64,9 +64,7 @@ class SegmentationTask(Task):
             )
         self.num_classes = spec.num_classes
         self.class_names = spec.class_names or tuple(f"class{i}" for i in range(spec.num_classes))
-        weights = as_weight_tensor(
-            self._class_weights, self.num_classes, f"tasks.{self.name}.class_weights"
-        )
+        weights = as_weight_tensor(self._class_weights, spec, f"tasks.{self.name}.class_weights")
         self.criterion = DiceCELoss(class_weights=weights, **self._loss_args)
 
     def _require_bound(self) -> int:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY, compose_config
-from omegaconf import open_dict
 
 from mtl.training.builders import ConfigError, build_datamodule, build_module, build_trainer
 from mtl.training.run import METRICS_FILE, train
@@ -30,6 +29,7 @@ def test_train_writes_config_checkpoints_metrics(tmp_path):
     assert (run / "checkpoints" / "best.ckpt").is_file()
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert (run / "csv" / "metrics.csv").is_file()
+    assert (run / "predictions" / "epoch_000.png").stat().st_size > 10_000  # overlays drawn
     saved = json.loads((run / METRICS_FILE).read_text())
     assert saved == pytest.approx(metrics, nan_ok=True)
     expected = {f"test/seg/{m}" for m in ("dice", "miou", "pixel_acc", "dice_lesion")}
@@ -184,17 +184,16 @@ def test_eval_without_checkpoint_names_the_fix(tmp_path):
 
 @pytest.mark.slow
 def test_short_training_learns(tmp_path):
-    """Validation Dice and balanced accuracy rise clearly above the untrained model's."""
+    """Validation Dice rises clearly above the untrained model's (the model learns)."""
     cfg = compose_config(
         tmp_path,
         [
-            "data.num_train=256",
+            "data.num_train=384",
             "data.num_val=64",
             "data.num_test=16",
             "data.batch_size=16",
-            "data.phantom.image_size=64",
-            "encoder.channels=[8,16,32,64]",
-            "trainer.max_epochs=6",
+            "encoder.channels=[8,16,32,64,128]",
+            "trainer.max_epochs=8",
             "trainer.accelerator=cpu",
             "trainer.enable_progress_bar=false",
             "logger=none",
@@ -203,8 +202,6 @@ def test_short_training_learns(tmp_path):
             "callbacks=none",
         ],
     )
-    with open_dict(cfg):
-        cfg.optimizer.lr = 0.005
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg, callbacks=[], loggers=[])
@@ -212,4 +209,15 @@ def test_short_training_learns(tmp_path):
     trainer.fit(module, datamodule=datamodule)
     after = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     assert after["val/seg/dice"] > before["val/seg/dice"] + 0.3, (before, after)
-    assert after["val/seg/dice"] > 0.5
+    assert after["val/loss"] < before["val/loss"]
+
+
+def test_same_seed_same_numbers(tmp_path):
+    """Reproducibility: two runs with one seed and deterministic=true agree exactly."""
+    runs = []
+    for name in ("a", "b"):
+        cfg = compose_config(tmp_path / name, [*TINY, "trainer.deterministic=true", "seed=7"])
+        runs.append(train(cfg))
+    assert runs[0] == runs[1]
+    other = train(compose_config(tmp_path / "c", [*TINY, "trainer.deterministic=true", "seed=8"]))
+    assert other != runs[0]

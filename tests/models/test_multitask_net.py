@@ -54,3 +54,16 @@ def test_timm_missing_weights_file_says_where_to_put_it(tmp_path):
 def test_timm_unknown_name_lists_similar():
     with pytest.raises(ValueError, match="timm has no model"):
         TimmEncoder("resnet_does_not_exist")
+
+
+def test_classification_head_pools_several_stages_with_task_convs():
+    cls = ClassificationTask("cls", stages=(-3, -2, -1), conv_channels=8)
+    cls.bind(TargetSpec("classification", 3, ("a", "b", "c")))
+    net = MultiTaskNet(_unet, {"cls": cls})
+    head = net.heads["cls"]
+    assert len(head.convs) == 3  # one task-specific conv per pooled stage
+    assert net(torch.randn(2, 1, 32, 32))["cls"].shape == (2, 3)
+    with pytest.raises(ValueError, match="index the encoder"):
+        bad = ClassificationTask("cls", stages=(5,))
+        bad.bind(TargetSpec("classification", 3, ("a", "b", "c")))
+        MultiTaskNet(_unet, {"cls": bad})

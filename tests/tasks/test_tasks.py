@@ -23,6 +23,18 @@ def test_class_weights_must_match_class_count():
         ClassificationTask("cls", class_weights=[1.0, 2.0]).bind(CLS_SPEC)
 
 
+def test_balanced_class_weights_are_inverse_frequency():
+    spec = TargetSpec("classification", 3, ("x", "y", "z"), class_frequencies=(0.7, 0.2, 0.1))
+    task = ClassificationTask("cls", class_weights="balanced")
+    task.bind(spec)
+    expected = [1 / (3 * 0.7), 1 / (3 * 0.2), 1 / (3 * 0.1)]
+    assert task.class_weights.tolist() == pytest.approx(expected)
+    with pytest.raises(TaskConfigError, match="does not report"):
+        ClassificationTask("cls", class_weights="balanced").bind(CLS_SPEC)
+    with pytest.raises(TaskConfigError, match="'balanced' or null"):
+        ClassificationTask("cls", class_weights="inverse").bind(spec)
+
+
 def test_classification_loss_with_weights_and_smoothing():
     task = ClassificationTask("cls", class_weights=[1.0, 2.0, 3.0], label_smoothing=0.1)
     task.bind(CLS_SPEC)
