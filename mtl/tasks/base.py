@@ -110,6 +110,42 @@ class Task(nn.Module, ABC):
         metrics.update(self.metric_input(output), target)
 
 
+class ClassLabelTask(Task):
+    """A task whose targets are class ids (segmentation, classification): class count and
+    names come from the data; a count in the config is checked against it."""
+
+    min_classes: int = 1
+
+    def __init__(self, name: str, target: str | None, num_classes: int | None) -> None:
+        super().__init__(name, target)
+        self.num_classes = num_classes
+        self.class_names: tuple[str, ...] | None = None
+        self._bound = False
+
+    def bind(self, spec: TargetSpec) -> None:
+        super().bind(spec)
+        if spec.num_classes is None or spec.num_classes < self.min_classes:
+            raise TaskConfigError(
+                f"data target '{self.target}' must report >= {self.min_classes} classes, "
+                f"got {spec.num_classes}"
+            )
+        if self.num_classes is not None and self.num_classes != spec.num_classes:
+            raise TaskConfigError(
+                f"task '{self.name}' is configured with num_classes={self.num_classes} but the "
+                f"data's target '{self.target}' has {spec.num_classes} classes "
+                f"{list(spec.class_names or [])}; set tasks.{self.name}.num_classes="
+                f"{spec.num_classes} or null (null takes it from the data)."
+            )
+        self.num_classes = spec.num_classes
+        self.class_names = spec.class_names or tuple(f"class{i}" for i in range(spec.num_classes))
+        self._bound = True
+
+    def _require_bound(self) -> int:
+        if not self._bound or self.num_classes is None:
+            raise RuntimeError(f"task '{self.name}' must be bound to the data first (bind)")
+        return self.num_classes
+
+
 def as_weight_tensor(
     weights: Sequence[float] | str | None, spec: TargetSpec, what: str
 ) -> Tensor | None:

@@ -10,13 +10,14 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
 from mtl.models.heads import PooledHead
-from mtl.tasks.base import TargetSpec, Task, TaskConfigError, as_weight_tensor
+from mtl.tasks.base import ClassLabelTask, TargetSpec, TaskConfigError, as_weight_tensor
 
 
-class ClassificationTask(Task):
+class ClassificationTask(ClassLabelTask):
     """One label per image. `balanced_acc` is macro-averaged recall, the metric for imbalance."""
 
     kind = "classification"
+    min_classes = 2
 
     def __init__(
         self,
@@ -32,11 +33,9 @@ class ClassificationTask(Task):
         conv_channels: int | None = None,
         norm: str = "batch",
     ) -> None:
-        super().__init__(name, target)
+        super().__init__(name, target, num_classes)
         if not 0.0 <= label_smoothing < 1.0:
             raise TaskConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        self.num_classes = num_classes
-        self.class_names: tuple[str, ...] | None = None
         self.label_smoothing = label_smoothing
         self._class_weights = class_weights
         self._head_args = dict(
@@ -51,25 +50,9 @@ class ClassificationTask(Task):
 
     def bind(self, spec: TargetSpec) -> None:
         super().bind(spec)
-        if spec.num_classes is None or spec.num_classes < 2:
-            raise TaskConfigError(f"data target '{self.target}' needs >= 2 classes")
-        if self.num_classes is not None and self.num_classes != spec.num_classes:
-            raise TaskConfigError(
-                f"task '{self.name}' is configured with num_classes={self.num_classes} but the "
-                f"data's target '{self.target}' has {spec.num_classes} classes "
-                f"{list(spec.class_names or [])}; set tasks.{self.name}.num_classes="
-                f"{spec.num_classes} or null (null takes it from the data)."
-            )
-        self.num_classes = spec.num_classes
-        self.class_names = spec.class_names or tuple(f"class{i}" for i in range(spec.num_classes))
         self.class_weights = as_weight_tensor(
             self._class_weights, spec, f"tasks.{self.name}.class_weights"
         )
-
-    def _require_bound(self) -> int:
-        if self.num_classes is None:
-            raise RuntimeError(f"task '{self.name}' must be bound to the data first (bind)")
-        return self.num_classes
 
     def build_head(self, channels: Sequence[int], reductions: Sequence[int]) -> nn.Module:
         return PooledHead(channels, self._require_bound(), **self._head_args)

@@ -10,10 +10,10 @@ from torchmetrics import MetricCollection
 from mtl.losses import DiceCELoss
 from mtl.metrics import SegmentationMetrics
 from mtl.models.decoders import DenseHead, UNetDecoder
-from mtl.tasks.base import TargetSpec, Task, TaskConfigError, as_weight_tensor
+from mtl.tasks.base import ClassLabelTask, TargetSpec, as_weight_tensor
 
 
-class SegmentationTask(Task):
+class SegmentationTask(ClassLabelTask):
     """Per-pixel classification; class names and count come from the data unless given."""
 
     kind = "segmentation"
@@ -34,9 +34,7 @@ class SegmentationTask(Task):
         norm: str = "batch",
         activation: str = "leaky_relu",
     ) -> None:
-        super().__init__(name, target)
-        self.num_classes = num_classes
-        self.class_names: tuple[str, ...] | None = None
+        super().__init__(name, target, num_classes)
         self.ignore_index = ignore_index
         self._loss_args = dict(
             dice_weight=dice_weight,
@@ -53,24 +51,8 @@ class SegmentationTask(Task):
 
     def bind(self, spec: TargetSpec) -> None:
         super().bind(spec)
-        if spec.num_classes is None:
-            raise TaskConfigError(f"data target '{self.target}' does not say its class count")
-        if self.num_classes is not None and self.num_classes != spec.num_classes:
-            raise TaskConfigError(
-                f"task '{self.name}' is configured with num_classes={self.num_classes} but the "
-                f"data's target '{self.target}' has {spec.num_classes} classes "
-                f"{list(spec.class_names or [])}; set tasks.{self.name}.num_classes="
-                f"{spec.num_classes} or null (null takes it from the data)."
-            )
-        self.num_classes = spec.num_classes
-        self.class_names = spec.class_names or tuple(f"class{i}" for i in range(spec.num_classes))
         weights = as_weight_tensor(self._class_weights, spec, f"tasks.{self.name}.class_weights")
         self.criterion = DiceCELoss(class_weights=weights, **self._loss_args)
-
-    def _require_bound(self) -> int:
-        if self.num_classes is None or self.criterion is None:
-            raise RuntimeError(f"task '{self.name}' must be bound to the data first (bind)")
-        return self.num_classes
 
     def build_head(self, channels: Sequence[int], reductions: Sequence[int]) -> nn.Module:
         decoder = UNetDecoder(channels, reductions, **self._decoder_args)
