@@ -8,9 +8,11 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> dict[str, float]:
+    from hydra.core.hydra_config import HydraConfig
+
     from mtl.training.run import evaluate
 
-    return evaluate(cfg)
+    return evaluate(cfg, overrides=list(HydraConfig.get().overrides.task))
 
 
 if __name__ == "__main__":

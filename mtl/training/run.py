@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +76,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Test a checkpoint; by default rebuilds the model from the run's saved config."""
+def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
+    """Test a checkpoint; by default rebuilds the model from the run's saved config, with
+    the command line's dotted `overrides` (e.g. `data.num_test=1000`) applied on top."""
     ckpt_path = Path(str(cfg.ckpt_path)).expanduser()
     if not ckpt_path.is_file():
         raise FileNotFoundError(
             f"checkpoint '{ckpt_path}' not found; pass ckpt_path=<run dir>/checkpoints/best.ckpt"
         )
-    cfg = with_run_config(cfg, ckpt_path) if cfg.get("use_run_config", True) else cfg
+    if cfg.get("use_run_config", True):
+        cfg = with_run_config(cfg, ckpt_path, overrides)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     datamodule = build_datamodule(cfg)
@@ -109,9 +112,10 @@ def find_run_config(ckpt_path: Path) -> Path | None:
     return None
 
 
-def with_run_config(cfg: DictConfig, ckpt_path: Path) -> DictConfig:
+def with_run_config(cfg: DictConfig, ckpt_path: Path, overrides: Sequence[str] = ()) -> DictConfig:
     """The training run's data/tasks/model config, with this evaluation's trainer, loggers,
-    paths and extras. Fails loudly if the run's config is missing."""
+    paths and extras, then the dotted `overrides`. Fails loudly if the run's config is missing.
+    """
     path = find_run_config(ckpt_path)
     if path is None:
         raise ConfigError(
@@ -124,10 +128,19 @@ def with_run_config(cfg: DictConfig, ckpt_path: Path) -> DictConfig:
     with open_dict(merged):
         merged.logger = cfg.get("logger")
         merged.ckpt_path = str(ckpt_path)
-        for key, value in (cfg.get("overrides_after_load") or {}).items():
-            OmegaConf.update(merged, key, value)
+        dotted = [o for o in overrides if _is_run_override(o)]
+        if dotted:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(dotted))
     log.info("Evaluating with the run config %s", path)
     return merged
+
+
+def _is_run_override(override: str) -> bool:
+    """`data.num_test=1000` changes the run's config; group choices (`logger=none`), Hydra's
+    own keys and this script's keys are already in the evaluation config."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    own = ("hydra", "trainer", "paths", "extras", "logger", "ckpt_path", "use_run_config")
+    return "=" in override and "." in key and key.split(".")[0] not in own
 
 
 def _best_checkpoint(trainer: L.Trainer) -> str | None:

@@ -221,3 +221,21 @@ def test_same_seed_same_numbers(tmp_path):
     assert runs[0] == runs[1]
     other = train(compose_config(tmp_path / "c", [*TINY, "trainer.deterministic=true", "seed=8"]))
     assert other != runs[0]
+
+
+def test_eval_applies_dotted_overrides_on_top_of_the_run_config(tmp_path):
+    from omegaconf import OmegaConf
+
+    from mtl.training.run import RUN_CONFIG, with_run_config
+
+    run = compose_config(tmp_path, [*TINY, "encoder.channels=[4,8,16]"])
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    OmegaConf.save(run, ckpt.parent.parent / RUN_CONFIG)
+    ev = compose_config(tmp_path / "eval", ["ckpt_path=x", "trainer=cpu"], config_name="eval")
+    merged = with_run_config(ev, ckpt, ["data.num_test=7", "logger=none", "ckpt_path=x"])
+    assert merged.data.num_test == 7  # the override
+    assert list(merged.encoder.channels) == [4, 8, 16]  # the run's model, not eval.yaml's
+    assert merged.trainer.accelerator == "cpu"  # the evaluation's trainer
+    with pytest.raises(ConfigError, match="use_run_config=false"):
+        with_run_config(ev, tmp_path / "elsewhere" / "x.ckpt", [])
