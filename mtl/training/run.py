@@ -43,7 +43,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Seed, build, fit, test with the best checkpoint, write `metrics.json`; returns it."""
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(resolved_container(cfg), output_dir / RUN_CONFIG)
+    resolved = resolved_container(cfg)
+    OmegaConf.save(resolved, output_dir / RUN_CONFIG)
     if cfg.get("extras", {}).get("print_config"):
         log.info("Composed config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.get("seed") is not None:
@@ -55,13 +56,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, callbacks, loggers)
     for logger in loggers:
-        logger.log_hyperparams(resolved_container(cfg))
+        logger.log_hyperparams(resolved)
 
     metrics: dict[str, float] = {}
     try:
         if cfg.get("train", True):
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-            metrics.update(_best_validation(cfg, trainer))
+            metrics.update(_best_validation(trainer))
         if cfg.get("test", True):
             ckpt = _best_checkpoint(trainer) if cfg.get("train", True) else cfg.get("ckpt_path")
             trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
@@ -151,7 +152,7 @@ def _best_checkpoint(trainer: L.Trainer) -> str | None:
     return None
 
 
-def _best_validation(cfg: DictConfig, trainer: L.Trainer) -> dict[str, float]:
+def _best_validation(trainer: L.Trainer) -> dict[str, float]:
     callback = trainer.checkpoint_callback
     if isinstance(callback, ModelCheckpoint) and callback.best_model_score is not None:
         score = float(callback.best_model_score)
