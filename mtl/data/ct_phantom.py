@@ -373,6 +373,19 @@ def _paint(
     tissue[shape.rows, shape.cols][sel] = value
 
 
+# HU ranges of the tissues that change with the contrast phase: (non-contrast, portal-venous).
+# Drawn in this order, one value per tissue per slice.
+PHASE_HU: dict[int, tuple[tuple[float, float], tuple[float, float]]] = {
+    MUSCLE: ((40, 55), (48, 62)),
+    BOWEL: ((30, 45), (50, 75)),
+    LIVER: ((52, 66), (90, 115)),
+    KIDNEY: ((26, 36), (140, 170)),
+    SPLEEN: ((42, 52), (100, 120)),
+    AORTA: ((35, 48), (150, 250)),
+    IVC: ((35, 45), (100, 140)),
+}
+
+
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(rng.uniform(lo, hi))
 
@@ -389,23 +402,11 @@ def _tissue_hu(rng: np.random.Generator, enhanced: bool) -> np.ndarray:
     hu[LUNG] = _u(rng, -840, -760)
     hu[CANCELLOUS] = _u(rng, 200, 350)
     hu[CORTICAL] = _u(rng, 750, 1150)
+    for tissue, (plain, contrast) in PHASE_HU.items():
+        hu[tissue] = _u(rng, *(contrast if enhanced else plain))
     if enhanced:
-        hu[MUSCLE] = _u(rng, 48, 62)
-        hu[BOWEL] = _u(rng, 50, 75)
-        hu[LIVER] = _u(rng, 90, 115)
-        hu[KIDNEY] = _u(rng, 140, 170)
-        hu[SPLEEN] = _u(rng, 100, 120)
-        hu[AORTA] = _u(rng, 150, 250)
-        hu[IVC] = _u(rng, 100, 140)
         hu[LIVER_VESSEL] = hu[LIVER] + _u(rng, 25, 60)
     else:
-        hu[MUSCLE] = _u(rng, 40, 55)
-        hu[BOWEL] = _u(rng, 30, 45)
-        hu[LIVER] = _u(rng, 52, 66)
-        hu[KIDNEY] = _u(rng, 26, 36)
-        hu[SPLEEN] = _u(rng, 42, 52)
-        hu[AORTA] = _u(rng, 35, 48)
-        hu[IVC] = _u(rng, 35, 45)
         hu[LIVER_VESSEL] = hu[LIVER] - _u(rng, 8, 18)
     hu[LUNG_VESSEL] = _u(rng, -150, 0)
     return hu

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -162,4 +161,4 @@ def _best_validation(trainer: L.Trainer) -> dict[str, float]:
 
 def _stage_metrics(trainer: L.Trainer, prefix: str) -> dict[str, Any]:
     metrics = to_floats(trainer.callback_metrics)
-    return {k: v for k, v in metrics.items() if k.startswith(prefix) and not math.isinf(v)}
+    return {k: v for k, v in metrics.items() if k.startswith(prefix)}
