@@ -2,11 +2,26 @@
 
 Nothing in here knows a task kind: tasks, model, weighting, optimizer and scheduler all come
 from config, and metrics are named `{stage}/{task}/{metric}`.
+
+Training uses Lightning's manual optimisation so every weighting method, loss-based or
+gradient-based, runs through one step (DESIGN.md §1, §3):
+
+- *linear* steps (loss weightings; Gramian methods on steps that reuse their weights):
+  weights from the DDP-averaged losses, one `manual_backward` of sum_i w_i L_i;
+- *params* steps: per-task gradients of every trainable parameter, accumulated over
+  micro-batches, averaged over ranks once, aggregated, written into `.grad`;
+- *features* steps: per-task gradients w.r.t. the shared representation; ranks average the
+  k x k Gramian, solve once, and finish with one weighted `manual_backward` under DDP sync.
+
+AMP: backwards run on scaled losses; per-task gradients are unscaled before any aggregation,
+updates are written back scaled so GradScaler unscales, skips non-finite steps and adapts.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import lightning as L
@@ -14,18 +29,35 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from mtl.dtypes import at_least_fp32
 from mtl.models.multitask import MultiTaskNet
 from mtl.tasks import Task
 from mtl.training.schedule import LRSchedule
-from mtl.weighting import LossWeighting, Weighting
+from mtl.training.task_gradients import (
+    all_reduce_mean,
+    cosine_matrix,
+    frozen_batchnorm_stats,
+    per_task_gradients,
+    world_size,
+    write_grads,
+)
+from mtl.weighting import GradientWeighting, GramianWeighting, LossWeighting, Weighting
+
+log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
+CLIP_ALGORITHMS = ("norm", "value")
 
 
 class MultiTaskModule(L.LightningModule):
-    """Wraps a `MultiTaskNet`; `weighting` turns the task-loss vector into the update.
+    """Wraps a `MultiTaskNet`; `weighting` turns the task losses (or gradients) into the update.
 
     `optimizer` is a partial (Hydra `_partial_: true`) taking the parameters.
+    `accumulate_grad_batches`, `gradient_clip_val` and `gradient_clip_algorithm` come from
+    the trainer config (Lightning does not apply them under manual optimisation; we do).
+    `diagnostics_every`: every N optimizer steps, log per-task gradient norms and pairwise
+    cosines of the shared-parameter gradients (free for gradient methods on steps that
+    compute them; k extra backwards otherwise); 0 turns it off.
     """
 
     def __init__(
@@ -37,21 +69,50 @@ class MultiTaskModule(L.LightningModule):
         schedule: LRSchedule | None = None,
         train_metrics: bool = False,
         channels_last: bool = False,
+        diagnostics_every: int = 50,
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
     ) -> None:
         super().__init__()
         if list(tasks) != net.task_names or list(tasks) != weighting.task_names:
             raise ValueError("net, tasks and weighting must list the same tasks in one order")
-        if not isinstance(weighting, LossWeighting):
-            raise NotImplementedError(
-                f"{type(weighting).__name__} needs per-task gradients, which this training "
-                f"loop does not compute yet; use a loss-based weighting (ew, fixed)."
+        if not isinstance(weighting, LossWeighting | GradientWeighting):
+            raise TypeError(f"{type(weighting).__name__} is neither a loss nor a gradient method")
+        if isinstance(weighting, GradientWeighting) and not net.share_encoder:
+            raise ValueError(
+                f"{type(weighting).__name__} combines gradients of shared parameters, and "
+                f"model=stl shares none; use a loss weighting (weighting=ew) with model=stl"
             )
+        if int(accumulate_grad_batches) < 1:
+            raise ValueError(f"accumulate_grad_batches must be >= 1, got {accumulate_grad_batches}")
+        if (
+            isinstance(weighting, GradientWeighting)
+            and weighting.grad_source == "features"
+            and int(accumulate_grad_batches) > 1
+        ):
+            raise ValueError(
+                "grad_source=features with accumulate_grad_batches > 1 is not supported: each "
+                "micro-batch has its own features, so the exact update would need every "
+                "micro-batch's graph at once. Use grad_source=params (accumulates the per-task "
+                "gradients exactly) or a larger batch."
+            )
+        if gradient_clip_algorithm not in CLIP_ALGORITHMS:
+            raise ValueError(
+                f"gradient_clip_algorithm must be one of {CLIP_ALGORITHMS}, "
+                f"got {gradient_clip_algorithm!r}"
+            )
+        self.automatic_optimization = False
         self.net = net
         self.tasks = nn.ModuleDict(dict(tasks))
         self.weighting = weighting
         self.optimizer_factory = optimizer
         self.schedule = schedule
         self.train_metrics = train_metrics
+        self.diagnostics_every = int(diagnostics_every)
+        self.accumulate_grad_batches = int(accumulate_grad_batches)
+        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = gradient_clip_algorithm
         # NHWC memory layout: ~1.8x faster convolutions on CPU (oneDNN) and tensor cores
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
@@ -65,6 +126,10 @@ class MultiTaskModule(L.LightningModule):
                 for name, task in self.tasks.items()
             }
         )
+        self._window: dict[str, Any] = {}
+        # the last Gramian of the shared-parameter task gradients (for the conflict heat map)
+        self.last_gradient_gram: Tensor | None = None
+        self.last_gradient_step = -1
 
     # -- forward and losses ----------------------------------------------------------------
     def forward(self, image: Tensor) -> dict[str, Tensor]:
@@ -79,48 +144,274 @@ class MultiTaskModule(L.LightningModule):
             )
             for name, task in self.tasks.items()
         ]
-        return torch.stack([loss.float() for loss in losses])
+        return torch.stack([at_least_fp32(loss) for loss in losses])
 
-    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, Tensor]:
-        outputs = self(batch["image"])
-        losses = self.task_losses(outputs, batch)
-        total, weights = self.weighting(losses)
-        if stage != "train" or self.train_metrics:
-            has_target = batch.get("has_target", {})
-            for name, task in self.tasks.items():
-                task.update_metrics(
-                    self.metrics[f"{stage}_{name}"],
-                    outputs[name],
-                    batch["targets"][task.target],
-                    has_target.get(task.target),
-                )
-        batch_size = batch["image"].shape[0]
+    def _update_metrics(self, stage: str, outputs: Mapping[str, Tensor], batch: Mapping) -> None:
+        has_target = batch.get("has_target", {})
+        for name, task in self.tasks.items():
+            task.update_metrics(
+                self.metrics[f"{stage}_{name}"],
+                outputs[name],
+                batch["targets"][task.target],
+                has_target.get(task.target),
+            )
+
+    def _log_losses(self, stage: str, losses: Tensor, total: Tensor, batch_size: int) -> None:
         logged = {f"{stage}/{name}/loss": losses[i] for i, name in enumerate(self.tasks)}
         logged[f"{stage}/loss"] = total
         on_step = stage == "train"
         self.log_dict(
             logged, on_step=on_step, on_epoch=True, batch_size=batch_size, sync_dist=not on_step
         )
-        if stage == "train":
-            logged = {f"train/weight/{name}": weights[i] for i, name in enumerate(self.tasks)}
-            logged["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
-            self.log_dict(
-                logged,
-                on_step=True,
-                on_epoch=False,
-                batch_size=batch_size,
-            )
-        return total, losses
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        total, _ = self._shared_step(batch, "train")
-        return total
+    def _eval_step(self, batch: Mapping[str, Any], stage: str) -> None:
+        outputs = self(batch["image"])
+        losses = self.task_losses(outputs, batch)
+        if isinstance(self.weighting, LossWeighting):
+            total, _ = self.weighting(losses, losses.detach())
+        else:  # the weights a gradient method used last (ones before its first step)
+            total = (self._linear_weights() * losses).sum()
+        self._update_metrics(stage, outputs, batch)
+        self._log_losses(stage, losses, total, batch["image"].shape[0])
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+        self._eval_step(batch, "val")
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+        self._eval_step(batch, "test")
+
+    # -- training: one micro-batch -----------------------------------------------------------
+    def _linear_weights(self) -> Tensor:
+        if isinstance(self.weighting, GramianWeighting):
+            return self.weighting.last_weights
+        return torch.ones(len(self.tasks), device=self.device)
+
+    def _step_mode(self) -> str:
+        w = self.weighting
+        if isinstance(w, LossWeighting):
+            return "linear"
+        if isinstance(w, GramianWeighting) and not self._window["new_weights"]:
+            return "linear"
+        return w.grad_source
+
+    def _loss_scale(self) -> float:
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is None:
+            return 1.0
+        # `scale()` also creates the scale tensor on first use, as a scaled backward would
+        return float(scaler.scale(torch.ones((), device=self.device)))
+
+    def _shared_params(self) -> list[nn.Parameter]:
+        return [p for p in self.net.shared_parameters() if p.requires_grad]
+
+    def _other_params(self) -> list[nn.Parameter]:
+        shared = {id(p) for p in self._shared_params()}
+        return [p for p in self.net.parameters() if p.requires_grad and id(p) not in shared]
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        acc = self.accumulate_grad_batches
+        first = batch_idx % acc == 0
+        last = (batch_idx + 1) % acc == 0 or batch_idx + 1 == self.trainer.num_training_batches
+        opt = self.optimizers()
+        if first:
+            opt.zero_grad(set_to_none=True)
+            new_weights = not isinstance(self.weighting, GramianWeighting) or (
+                self.weighting.needs_new_weights()
+            )
+            self._window = {"new_weights": new_weights, "loss_sum": None, "count": 0}
+        mode = self._step_mode()
+        image = batch["image"].contiguous(memory_format=self.memory_format)
+        features: list[Tensor] = []
+        if mode == "features":
+            features = self.net.encode(image)
+            outputs = self.net.decode(features)
+        else:
+            outputs = self.net(image)
+        raw_losses = self.task_losses(outputs, batch)
+        losses = self.weighting.transform_losses(raw_losses)
+        global_losses = all_reduce_mean(losses.detach())
+        window = self._window
+        window["loss_sum"] = global_losses if first else window["loss_sum"] + global_losses
+        window["count"] += 1
+        window["last_global_losses"] = global_losses
+        if self.train_metrics:
+            self._update_metrics("train", outputs, batch)
+
+        diagnose = (
+            last
+            and self.diagnostics_every > 0
+            and self.weighting.step % self.diagnostics_every == 0
+            and self.net.share_encoder  # STL: no shared parameters to compare gradients on
+        )
+        if mode == "linear":
+            if diagnose:
+                self._record_gram(self._diagnostic_gram(losses))
+            total = self._linear_backward(losses, global_losses, last)
+        elif mode == "params":
+            total = self._params_accumulate(losses, first)
+        else:
+            total = self._features_backward(losses, features)
+
+        if last:
+            self._finish_step(opt, batch)
+        self._log_losses("train", raw_losses, total.detach(), image.shape[0])
+        return total.detach()
+
+    def _linear_backward(self, losses: Tensor, global_losses: Tensor, last: bool) -> Tensor:
+        if isinstance(self.weighting, LossWeighting):
+            total, weights = self.weighting(losses, global_losses)
+        else:
+            weights = self.weighting.last_weights
+            total = (weights * losses).sum()
+        self._window["weights"] = weights.detach()
+        # all-reduce once per optimizer step, on the last micro-batch
+        block = getattr(self.trainer.strategy, "block_backward_sync", None)
+        sync = nullcontext() if last or block is None else block()
+        with sync:
+            self.manual_backward(total / self.accumulate_grad_batches)
+        return total
+
+    def _params_accumulate(self, losses: Tensor, first: bool) -> Tensor:
+        params = self._shared_params() + self._other_params()
+        grads = per_task_gradients(losses, params, self._loss_scale())
+        grads = grads / self.accumulate_grad_batches
+        self._window["grads"] = grads if first else self._window["grads"] + grads
+        return losses.sum()
+
+    def _features_backward(self, losses: Tensor, features: list[Tensor]) -> Tensor:
+        weighting = self.weighting
+        grads = per_task_gradients(losses, features, self._loss_scale())
+        # features are per sample: the Gramian of the global batch is the sum over ranks of
+        # the local Gramians, each of 1/N-scaled gradients (the global loss is the rank mean)
+        gram = all_reduce_mean(grads @ grads.T) / world_size()
+        self._record_gram(gram)  # diagnostics here are w.r.t. the shared features
+        weighting.observe_losses(self._window["loss_sum"] / self._window["count"])
+        if not torch.isfinite(gram).all():
+            self._window["nonfinite"] = True
+            self.manual_backward(losses.sum())
+            return losses.sum()
+        if isinstance(weighting, GramianWeighting):
+            weights = weighting.compute_weights(gram)
+            self._window["weights"] = weights.detach()
+            total = (weights.to(losses) * losses).sum()
+            self.manual_backward(total)
+            return total
+        # a non-Gramian method (GradDrop): replace the gradient reaching the features.
+        # Rows of `grads` are stage after stage; the method wants (T, B, F) per sample.
+        batch = features[0].shape[0]
+        sizes = [f.numel() for f in features]
+        per_sample = torch.cat(
+            [g.reshape(g.shape[0], batch, -1) for g in grads.split(sizes, dim=1)], dim=2
+        )
+        inputs = torch.cat([at_least_fp32(f.detach()).reshape(batch, -1) for f in features], 1)
+        direction = weighting.aggregate_batched(per_sample, inputs) * self._loss_scale()
+        widths = [n // batch for n in sizes]
+        hooks = []
+        for f, piece in zip(features, direction.split(widths, dim=1), strict=True):
+            piece = piece.reshape(f.shape).to(f.dtype)
+            hooks.append(f.register_hook(lambda _g, piece=piece: piece))
+        try:
+            total = losses.sum()
+            self.manual_backward(total)
+        finally:
+            for h in hooks:
+                h.remove()
+        return total
+
+    def _diagnostic_gram(self, losses: Tensor) -> Tensor:
+        shared = self._shared_params()
+        grads = per_task_gradients(losses, shared, self._loss_scale())
+        return all_reduce_mean(grads @ grads.T)
+
+    # -- training: end of an optimizer step ----------------------------------------------------
+    def _apply_params_update(self) -> None:
+        """Aggregate the accumulated, rank-averaged per-task gradients and write `.grad`."""
+        weighting = self.weighting
+        shared, other = self._shared_params(), self._other_params()
+        grads = all_reduce_mean(self._window.pop("grads"))
+        n_shared = sum(p.numel() for p in shared)
+        g_shared, g_other = grads[:, :n_shared], grads[:, n_shared:]
+        weighting.observe_losses(self._window["loss_sum"] / self._window["count"])
+        gram = g_shared @ g_shared.T
+        if not torch.isfinite(grads).all():
+            self._window["nonfinite"] = True
+            direction, rest = g_shared.sum(0), g_other.sum(0)
+        elif isinstance(weighting, GramianWeighting):
+            weights = weighting.compute_weights(gram).to(grads)
+            self._window["weights"] = weights
+            direction, rest = weights @ g_shared, weights @ g_other
+        else:
+            direction, rest = weighting.aggregate(g_shared), g_other.sum(0)
+        self._record_gram(gram)
+        scale = self._loss_scale()  # GradScaler will divide by it, and check for inf/NaN
+        write_grads(shared, direction * scale)
+        write_grads(other, rest * scale)
+
+    def _finish_step(self, opt: Any, batch: Mapping[str, Any]) -> None:
+        weighting = self.weighting
+        window = self._window
+        mean_losses = window["loss_sum"] / window["count"]
+        if "grads" in window:
+            self._apply_params_update()
+        elif self._step_mode() == "linear":
+            weighting.observe_losses(mean_losses)
+        skip = window.get("nonfinite", False) and self._loss_scale() == 1.0
+        if skip:  # without a GradScaler nobody else would stop a NaN update
+            log.warning("non-finite task gradients at step %d: update skipped", self.global_step)
+            opt.zero_grad(set_to_none=True)
+        else:
+            opt.step()  # clipping in `on_before_optimizer_step`; GradScaler skips inf/NaN
+        if weighting.needs_losses_after_step and not window.get("nonfinite", False):
+            with torch.no_grad(), frozen_batchnorm_stats(self.net):
+                after = self.task_losses(self(batch["image"]), batch)
+            after = all_reduce_mean(self.weighting.transform_losses(after))
+            weighting.after_step(window["last_global_losses"], after)
+        weighting.step_done()
+        self._step_schedulers("step")
+        self._log_step(batch["image"].shape[0])
+
+    def _record_gram(self, gram: Tensor) -> None:
+        self.last_gradient_gram = gram.detach().float().cpu()
+        self.last_gradient_step = self.global_step
+
+    def _log_step(self, batch_size: int) -> None:
+        names = list(self.tasks)
+        logged: dict[str, Any] = {}
+        weights = self._window.get("weights")
+        if weights is not None:
+            logged.update({f"train/weight/{n}": weights[i] for i, n in enumerate(names)})
+        if self.last_gradient_step == self.global_step - 1 and self.last_gradient_gram is not None:
+            gram = self.last_gradient_gram
+            cos = cosine_matrix(gram)
+            for i, a in enumerate(names):
+                logged[f"train/grad_norm/{a}"] = gram[i, i].clamp_min(0).sqrt()
+                for j in range(i + 1, len(names)):
+                    logged[f"train/grad_cos/{a}~{names[j]}"] = cos[i, j]
+        for key, value in self.weighting.extra_metrics().items():
+            logged[f"train/weighting/{key}"] = value
+        logged["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log_dict(
+            {k: torch.as_tensor(v, dtype=torch.float32) for k, v in logged.items()},
+            on_step=True,
+            on_epoch=False,
+            batch_size=batch_size,
+        )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # gradients are unscaled here (Lightning unscales before this hook under 16-mixed)
+        if self.gradient_clip_val:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.gradient_clip_val,
+                gradient_clip_algorithm=self.gradient_clip_algorithm,
+            )
+
+    def _step_schedulers(self, interval: str) -> None:
+        if self.schedule is None or self.schedule.interval != interval:
+            return
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
 
     # -- metrics at epoch end ----------------------------------------------------------------
     def _log_epoch_metrics(self, stage: str) -> None:
@@ -147,6 +438,8 @@ class MultiTaskModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self.train_metrics:
             self._log_epoch_metrics("train")
+        self.weighting.on_train_epoch_end()
+        self._step_schedulers("epoch")
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_metrics("val")
@@ -156,10 +449,28 @@ class MultiTaskModule(L.LightningModule):
 
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
+        # a method's own parameters (UW's log-variances) must not be decayed towards 0
+        own = [p for p in self.weighting.parameters() if p.requires_grad]
+        owned = {id(p) for p in own}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in owned]}]
+        if own:
+            groups.append({"params": own, "weight_decay": 0.0})
+        optimizer = self.optimizer_factory(params=groups)
         scheduler = None
-        if self.schedule is not None:
-            scheduler = self.schedule.build(optimizer, int(self.trainer.estimated_stepping_batches))
+        if self.schedule is not None and self.schedule.scheduler is not None:
+            scheduler = self.schedule.build(optimizer, self._total_optimizer_steps())
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _total_optimizer_steps(self) -> int:
+        """Optimizer steps of the run: ceil(batches / accumulation) per epoch, capped by
+        max_steps (the trainer itself accumulates nothing under manual optimisation)."""
+        trainer = self.trainer
+        total = int(trainer.estimated_stepping_batches)  # batches (or max_steps, if smaller)
+        per_epoch = trainer.num_training_batches
+        if per_epoch != float("inf") and trainer.max_epochs and trainer.max_epochs > 0:
+            total = -(-int(per_epoch) // self.accumulate_grad_batches) * trainer.max_epochs
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            total = min(total, trainer.max_steps)
+        return max(total, 1)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mtl.data.augment import BatchAugment
 from mtl.data.base import MultiTaskDataModule
@@ -97,6 +97,7 @@ class SyntheticCTDataModule(MultiTaskDataModule):
         percentiles: tuple[float, float] = (0.5, 99.5),
         cache_dir: str | None = None,
         augment: BatchAugment | None = None,
+        shuffle_train: bool = True,
     ) -> None:
         super().__init__(augment=augment)
         for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
@@ -112,6 +113,7 @@ class SyntheticCTDataModule(MultiTaskDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.shuffle_train = bool(shuffle_train)
         self.percentiles = (float(percentiles[0]), float(percentiles[1]))
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.target_specs = {
@@ -191,10 +193,20 @@ class SyntheticCTDataModule(MultiTaskDataModule):
         return CTSliceDataset(self.arrays[split], self.fingerprint)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.dataset(split)
+        sampler = None
+        trainer = self.trainer
+        if split == "train" and not shuffle and trainer is not None and trainer.world_size > 1:
+            # Lightning always shuffles a training loader it distributes; a fixed order under
+            # DDP needs our own sampler (rank r takes samples r, r + N, ...)
+            sampler = DistributedSampler(
+                dataset, trainer.world_size, trainer.global_rank, shuffle=False
+            )
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle if sampler is None else None,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
@@ -202,7 +214,7 @@ class SyntheticCTDataModule(MultiTaskDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train", shuffle=self.shuffle_train)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtl.dtypes import at_least_fp32
+
 
 def soft_dice_loss(
     logits: Tensor,
@@ -23,7 +25,7 @@ def soft_dice_loss(
 ) -> Tensor:
     """1 - mean soft Dice over classes; `target` holds class ids (B, H, W)."""
     num_classes = logits.shape[1]
-    probs = logits.float().softmax(dim=1)
+    probs = at_least_fp32(logits).softmax(dim=1)
     if ignore_index is not None:
         valid = target != ignore_index
         target = torch.where(valid, target, torch.zeros_like(target))
@@ -78,7 +80,7 @@ class DiceCELoss(nn.Module):
         loss = logits.new_zeros((), dtype=torch.float32)
         if self.ce_weight:
             ce = F.cross_entropy(
-                logits.float(),
+                at_least_fp32(logits),
                 target.long(),
                 weight=self.class_weights,
                 ignore_index=-100 if self.ignore_index is None else self.ignore_index,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from mtl.dtypes import at_least_fp32
 from mtl.models.blocks import ConvNormAct
 
 POOLS = ("avg", "max", "avgmax")
@@ -74,5 +75,6 @@ class PooledHead(nn.Module):
         maps = [features[s] for s in self.stages]
         if self.convs is not None:
             maps = [conv(x) for conv, x in zip(self.convs, maps, strict=True)]
-        pooled = [global_pool(x, self.pool).float() for x in maps]
+        # pool in >= fp32 (bf16 sums over many pixels lose precision); fp64 runs stay fp64
+        pooled = [global_pool(at_least_fp32(x), self.pool) for x in maps]
         return self.mlp(torch.cat(pooled, dim=1))

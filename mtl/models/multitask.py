@@ -45,9 +45,18 @@ class MultiTaskNet(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         if self.share_encoder:
-            features = self.encoders[SHARED](x)
-            return {name: self.heads[name](features) for name in self.task_names}
+            return self.decode(self.encode(x))
         return {name: self.heads[name](self.encoders[name](x)) for name in self.task_names}
+
+    def encode(self, x: Tensor) -> list[Tensor]:
+        """The shared representation z (every encoder stage, for heads with skip connections):
+        what `grad_source=features` differentiates the task losses with respect to."""
+        if not self.share_encoder:
+            raise ValueError("model=stl has no shared representation")
+        return list(self.encoders[SHARED](x))
+
+    def decode(self, features: list[Tensor]) -> dict[str, Tensor]:
+        return {name: self.heads[name](features) for name in self.task_names}
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters every task's loss depends on (empty for STL)."""

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
+from mtl.dtypes import at_least_fp32
 from mtl.models.heads import PooledHead
 from mtl.tasks.base import ClassLabelTask, TargetSpec, TaskConfigError, as_weight_tensor
 
@@ -59,7 +60,7 @@ class ClassificationTask(ClassLabelTask):
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(
-            output.float(),
+            at_least_fp32(output),
             target.long(),
             weight=self.class_weights,
             label_smoothing=self.label_smoothing,
@@ -79,7 +80,7 @@ class ClassificationTask(ClassLabelTask):
         )
 
     def metric_input(self, output: Tensor) -> Tensor:
-        return output.float().softmax(dim=1)
+        return at_least_fp32(output).softmax(dim=1)
 
     @property
     def higher_is_better(self) -> Mapping[str, bool]:

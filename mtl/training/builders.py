@@ -60,8 +60,17 @@ def build_module(cfg: DictConfig, datamodule: MultiTaskDataModule) -> MultiTaskM
     weighting = instantiate(cfg.weighting, _convert_="all")(task_names=list(tasks))
     optimizer = instantiate(cfg.optimizer, _convert_="all")
     schedule = instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None
+    trainer_cfg = cfg.get("trainer") or {}
     module = instantiate(cfg.module, _convert_="all")(
-        net=net, tasks=tasks, weighting=weighting, optimizer=optimizer, schedule=schedule
+        net=net,
+        tasks=tasks,
+        weighting=weighting,
+        optimizer=optimizer,
+        schedule=schedule,
+        # Lightning ignores these under manual optimisation; the module applies them
+        accumulate_grad_batches=int(trainer_cfg.get("accumulate_grad_batches") or 1),
+        gradient_clip_val=trainer_cfg.get("gradient_clip_val"),
+        gradient_clip_algorithm=trainer_cfg.get("gradient_clip_algorithm") or "norm",
     )
     check_optimized_metric(cfg, module)
     return module
@@ -107,8 +116,25 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     return _instantiate_group(cfg.get("logger"))
 
 
-def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all")
+# trainer options the module applies itself (manual optimisation), see `build_module`
+MODULE_OWNED_TRAINER_KEYS = {
+    "accumulate_grad_batches": 1,
+    "gradient_clip_val": None,
+    "gradient_clip_algorithm": None,
+}
+
+
+def build_trainer(cfg: DictConfig, callbacks: list, loggers: list, **kwargs: Any) -> L.Trainer:
+    """`kwargs` go to `Trainer` as well (e.g. `plugins`)."""
+    overrides = {k: v for k, v in MODULE_OWNED_TRAINER_KEYS.items() if k in cfg.trainer}
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        _convert_="all",
+        **overrides,
+        **kwargs,
+    )
 
 
 def resolved_container(cfg: DictConfig) -> dict[str, Any]:

@@ -138,3 +138,70 @@ class PredictionImageLogger(L.Callback):
 def _figure_to_array(figure) -> np.ndarray:
     figure.canvas.draw()
     return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+
+
+class GradientConflictLogger(L.Callback):
+    """Every `every_n_steps` optimizer steps, draws the pairwise cosine matrix of the task
+    gradients on the shared parameters (red: conflict, blue: agreement) with per-task
+    gradient norms, so a user can see *why* a method helps. Reads the Gramian the module
+    recorded (`module.diagnostics_every` must make one available). PNG + W&B / TensorBoard.
+    """
+
+    def __init__(self, every_n_steps: int = 200, dirpath: str | None = None) -> None:
+        super().__init__()
+        self.every_n_steps = every_n_steps
+        self.dirpath = Path(dirpath) if dirpath else None
+        self._drawn_step = -1
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        gram = getattr(pl_module, "last_gradient_gram", None)
+        step = getattr(pl_module, "last_gradient_step", -1)
+        if (
+            self.every_n_steps <= 0
+            or gram is None
+            or step == self._drawn_step
+            or step % self.every_n_steps != 0
+            or not trainer.is_global_zero
+        ):
+            return
+        self._drawn_step = step
+        figure = self.render(gram, list(pl_module.tasks), step)
+        if self.dirpath is not None:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            figure.savefig(self.dirpath / f"step_{step:06d}.png", dpi=80)
+        image = _figure_to_array(figure)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image("train/gradient_conflicts", [image], step=trainer.global_step)
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(
+                    "train/gradient_conflicts", image, step, dataformats="HWC"
+                )
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+    @staticmethod
+    def render(gram: torch.Tensor, names: list[str], step: int):
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        from mtl.training.task_gradients import cosine_matrix
+
+        cos = cosine_matrix(gram.float()).numpy()
+        norms = gram.float().diagonal().clamp_min(0).sqrt().numpy()
+        k = len(names)
+        figure, ax = plt.subplots(figsize=(1.2 + 0.9 * k, 1.0 + 0.8 * k))
+        im = ax.imshow(cos, cmap="RdBu", vmin=-1, vmax=1)
+        labels = [f"{n}\n|g|={v:.2g}" for n, v in zip(names, norms, strict=True)]
+        ax.set_xticks(range(k), labels, fontsize=7)
+        ax.set_yticks(range(k), labels, fontsize=7)
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{cos[i, j]:.2f}", ha="center", va="center", fontsize=7)
+        ax.set_title(f"task gradient cosine, step {step}", fontsize=8)
+        figure.colorbar(im, ax=ax, fraction=0.046)
+        figure.tight_layout()
+        return figure

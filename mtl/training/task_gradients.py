@@ -1,0 +1,99 @@
+"""Per-task gradients, their reduction across DDP ranks, and writing an update into `.grad`.
+
+Used by `MultiTaskModule`'s manual-optimisation step. Per-task gradients are taken with
+`torch.autograd.grad`, which never runs the parameters' AccumulateGrad nodes, so DDP's
+reducer (prepared only inside `manual_backward`) does not all-reduce them: we reduce once,
+ourselves, exactly what the method needs (DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mtl.dtypes import at_least_fp32
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_reduce_mean(tensor: Tensor) -> Tensor:
+    """Mean over DDP ranks (a copy; the input is untouched). Identity on one process."""
+    n = world_size()
+    if n == 1:
+        return tensor
+    out = tensor.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / n
+
+
+def per_task_gradients(losses: Tensor, inputs: Sequence[Tensor], scale: float = 1.0) -> Tensor:
+    """(T, D) matrix: row i is d losses[i] / d inputs, flattened and concatenated (>= fp32).
+
+    `scale` is the AMP loss scale: the backward runs on `scale * L_i` (so fp16 activations'
+    gradients do not underflow) and the rows are unscaled before anyone looks at them.
+    Inputs a task does not reach get zeros.
+    """
+    rows = []
+    for i in range(losses.shape[0]):
+        grads = torch.autograd.grad(
+            losses[i] * scale, list(inputs), retain_graph=True, allow_unused=True
+        )
+        rows.append(flatten(grads, inputs))
+    matrix = torch.stack(rows)
+    return matrix / scale if scale != 1.0 else matrix
+
+
+def flatten(grads: Iterable[Tensor | None], like: Sequence[Tensor]) -> Tensor:
+    parts = [
+        at_least_fp32(g if g is not None else torch.zeros_like(x)).reshape(-1)
+        for g, x in zip(grads, like, strict=True)
+    ]
+    return torch.cat(parts)
+
+
+def write_grads(params: Sequence[nn.Parameter], flat: Tensor) -> None:
+    """Set `.grad` of `params` from one flat vector (in each parameter's dtype and layout)."""
+    offset = 0
+    for p in params:
+        n = p.numel()
+        chunk = flat[offset : offset + n].view(p.shape).to(p.dtype)
+        if p.grad is None:
+            p.grad = torch.empty_like(p)  # keeps channels_last strides
+        p.grad.copy_(chunk)
+        offset += n
+    if offset != flat.numel():
+        raise ValueError(f"gradient vector has {flat.numel()} entries, parameters need {offset}")
+
+
+def split_sizes(tensors: Sequence[Tensor]) -> list[int]:
+    return [t.numel() for t in tensors]
+
+
+@contextmanager
+def frozen_batchnorm_stats(module: nn.Module):
+    """Forward in train mode (batch statistics) without updating running statistics: FAMO's
+    extra forward must not move BatchNorm's running mean/var a second time per step."""
+    saved = []
+    for m in module.modules():
+        if isinstance(m, _BatchNorm) and m.track_running_stats:
+            saved.append((m, m.momentum, m.num_batches_tracked.clone()))
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
+
+
+def cosine_matrix(gram: Tensor, eps: float = 1e-12) -> Tensor:
+    """Pairwise cosine similarities of the task gradients from their Gramian."""
+    norms = gram.diagonal().clamp_min(0).sqrt()
+    return gram / (norms[:, None] * norms[None, :]).clamp_min(eps)
