@@ -38,7 +38,7 @@ EXACT = [
     "trainer.limit_val_batches=0",
     "trainer.enable_checkpointing=false",
     "trainer.enable_model_summary=false",
-        "module.diagnostics_every=0",
+    "module.diagnostics_every=0",
 ]
 
 
