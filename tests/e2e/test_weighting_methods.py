@@ -200,18 +200,43 @@ RESUME = [
     "callbacks=none",
 ]
 
+def _assert_same(actual, expected, key: str) -> None:
+    """Tensors close (floats) or equal; `get_extra_state` dicts compared entry by entry."""
+    if isinstance(expected, dict):
+        assert set(actual) == set(expected), key
+        for k in expected:
+            _assert_same(actual[k], expected[k], f"{key}.{k}")
+    elif isinstance(expected, torch.Tensor) and expected.is_floating_point():
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6, msg=key)
+    elif isinstance(expected, torch.Tensor):
+        assert torch.equal(actual, expected), key
+    else:
+        assert actual == expected, key
+
+
+class StopAfterEpochs(L.Callback):
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
 STATEFUL = ["uw", "dwa", "rlw", "famo", "gradnorm", "db_mtl", "gradvac", "nash_mtl", "pcgrad"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", STATEFUL)
 def test_resume_continues_the_same_trajectory(tmp_path, method):
-    """3 epochs straight = 2 epochs, checkpoint, resume for the third (DWA needs 3)."""
+    """3 epochs straight = 2 epochs, checkpoint, resume for the third (DWA needs 3): the
+    method's state (histories, EMAs, learned weights, step-seeded randomness) is saved."""
     straight, _ = _fit(
         compose_config(tmp_path / "a", [*RESUME, f"weighting={method}", "trainer.max_epochs=3"])
     )
     first, trainer = _fit(
-        compose_config(tmp_path / "b", [*RESUME, f"weighting={method}", "trainer.max_epochs=2"])
+        compose_config(tmp_path / "b", [*RESUME, f"weighting={method}", "trainer.max_epochs=3"]),
+        callbacks=[StopAfterEpochs(2)],  # an interrupted 3-epoch run (same LR schedule)
     )
     ckpt = tmp_path / "two_epochs.ckpt"
     trainer.save_checkpoint(ckpt)
@@ -220,25 +245,20 @@ def test_resume_continues_the_same_trajectory(tmp_path, method):
         ckpt_path=str(ckpt),
     )
     assert int(resumed.weighting.num_steps) == int(straight.weighting.num_steps) == 9
+    resumed_state = resumed.state_dict()
     for key, value in straight.state_dict().items():
-        if value.is_floating_point():
-            torch.testing.assert_close(resumed.state_dict()[key], value, rtol=1e-5, atol=1e-6)
-        else:
-            assert torch.equal(resumed.state_dict()[key], value), key
-    # the method's own state was used, not just carried: it differs from the 2-epoch state
+        _assert_same(resumed_state[key], value, key)
+    # the method's own state was carried and used: it moved during the third epoch
+    # (RLW and PCGrad have none beyond the step counter that seeds their draws)
+    def differs(a, b) -> bool:
+        if isinstance(a, dict):
+            return any(differs(a[k], b[k]) for k in a)
+        return not torch.equal(a, b) if isinstance(a, torch.Tensor) else a != b
+
+    final = straight.weighting.state_dict()
     moved = [
         k
         for k, v in first.weighting.state_dict().items()
-        if isinstance(v, torch.Tensor) and not torch.equal(v, straight.weighting.state_dict()[k])
+        if k not in ("num_steps", "solver_failures") and differs(v, final[k])
     ]
-    assert moved
-
-
-def test_method_parameters_are_not_weight_decayed(tmp_path):
-    cfg = compose_config(tmp_path, [*TINY, "weighting=uw", "optimizer=adamw", "scheduler=none"])
-    module = build_module(cfg, build_datamodule(cfg))
-    optimizer = module.configure_optimizers()
-    log_vars = {id(p) for p in module.weighting.parameters()}
-    groups = [g for g in optimizer.param_groups if {id(p) for p in g["params"]} == log_vars]
-    assert len(groups) == 1 and groups[0]["weight_decay"] == 0.0
-    assert optimizer.param_groups[0]["weight_decay"] > 0
+    assert moved or method in ("rlw", "pcgrad")
