@@ -137,14 +137,22 @@ class MultiTaskModule(L.LightningModule):
 
     def task_losses(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any]) -> Tensor:
         """(T,) vector of task losses, in task order; samples without a target are skipped."""
+        return torch.stack(self.task_loss_list(outputs, batch))
+
+    def task_loss_list(
+        self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any]
+    ) -> list[Tensor]:
+        """The task losses as separate graphs: a per-task backward from one of them must not
+        walk every other head with zero gradients, as it would from an element of a stack."""
         has_target = batch.get("has_target", {})
-        losses = [
-            task.masked_loss(
-                outputs[name], batch["targets"][task.target], has_target.get(task.target)
+        return [
+            at_least_fp32(
+                task.masked_loss(
+                    outputs[name], batch["targets"][task.target], has_target.get(task.target)
+                )
             )
             for name, task in self.tasks.items()
         ]
-        return torch.stack([at_least_fp32(loss) for loss in losses])
 
     def _update_metrics(self, stage: str, outputs: Mapping[str, Tensor], batch: Mapping) -> None:
         has_target = batch.get("has_target", {})
@@ -222,13 +230,20 @@ class MultiTaskModule(L.LightningModule):
         mode = self._step_mode()
         image = batch["image"].contiguous(memory_format=self.memory_format)
         features: list[Tensor] = []
+        representation: list[Tensor] = []
         if mode == "features":
+            # cut the graph at the representation z: per-task gradients w.r.t. z then cost
+            # head backwards only, and the encoder is differentiated once, by `backward(z)`
             features = self.net.encode(image)
-            outputs = self.net.decode(features)
+            representation = [f.detach().requires_grad_() for f in features]
+            outputs = self.net.decode(representation)
         else:
             outputs = self.net(image)
-        raw_losses = self.task_losses(outputs, batch)
-        losses = self.weighting.transform_losses(raw_losses)
+        raw = self.task_loss_list(outputs, batch)
+        # transformed one by one (elementwise, e.g. DB-MTL's log) to keep the graphs apart
+        separate = [self.weighting.transform_losses(loss.reshape(1))[0] for loss in raw]
+        raw_losses = torch.stack(raw).detach()
+        losses = torch.stack(separate)
         global_losses = all_reduce_mean(losses.detach())
         window = self._window
         window["loss_sum"] = global_losses if first else window["loss_sum"] + global_losses
@@ -245,12 +260,12 @@ class MultiTaskModule(L.LightningModule):
         )
         if mode == "linear":
             if diagnose:
-                self._record_gram(self._diagnostic_gram(losses))
+                self._record_gram(self._diagnostic_gram(separate))
             total = self._linear_backward(losses, global_losses, last)
         elif mode == "params":
-            total = self._params_accumulate(losses, first)
+            total = self._params_accumulate(separate, first)
         else:
-            total = self._features_backward(losses, features)
+            total = self._features_step(separate, features, representation)
 
         if last:
             self._finish_step(opt, batch)
@@ -271,54 +286,69 @@ class MultiTaskModule(L.LightningModule):
             self.manual_backward(total / self.accumulate_grad_batches)
         return total
 
-    def _params_accumulate(self, losses: Tensor, first: bool) -> Tensor:
+    def _params_accumulate(self, losses: list[Tensor], first: bool) -> Tensor:
         params = self._shared_params() + self._other_params()
         grads = per_task_gradients(losses, params, self._loss_scale())
         grads = grads / self.accumulate_grad_batches
         self._window["grads"] = grads if first else self._window["grads"] + grads
-        return losses.sum()
+        return torch.stack(losses).detach().sum()
 
-    def _features_backward(self, losses: Tensor, features: list[Tensor]) -> Tensor:
+    def _features_step(
+        self, losses: list[Tensor], features: list[Tensor], representation: list[Tensor]
+    ) -> Tensor:
+        """k head backwards (gradients w.r.t. z and the heads) + one encoder backward."""
         weighting = self.weighting
-        grads = per_task_gradients(losses, features, self._loss_scale())
-        # features are per sample: the Gramian of the global batch is the sum over ranks of
-        # the local Gramians, each of 1/N-scaled gradients (the global loss is the rank mean)
-        gram = all_reduce_mean(grads @ grads.T) / world_size()
+        scale = self._loss_scale()
+        other = self._other_params()
+        grads = per_task_gradients(losses, [*representation, *other], scale)
+        n_z = sum(z.numel() for z in representation)
+        g_z, g_other = grads[:, :n_z], grads[:, n_z:]
+        # z is per sample: the Gramian of the global batch is the sum over ranks of the local
+        # Gramians of 1/N-scaled gradients (the global loss is the mean of the rank losses)
+        gram = all_reduce_mean(g_z @ g_z.T) / world_size()
         self._record_gram(gram)  # diagnostics here are w.r.t. the shared features
         weighting.observe_losses(self._window["loss_sum"] / self._window["count"])
-        if not torch.isfinite(gram).all():
+        values = torch.stack(losses).detach()
+        total = values.sum()
+        if not torch.isfinite(grads).all():
             self._window["nonfinite"] = True
-            self.manual_backward(losses.sum())
-            return losses.sum()
-        if isinstance(weighting, GramianWeighting):
-            weights = weighting.compute_weights(gram)
-            self._window["weights"] = weights.detach()
-            total = (weights.to(losses) * losses).sum()
-            self.manual_backward(total)
-            return total
-        # a non-Gramian method (GradDrop): replace the gradient reaching the features.
-        # Rows of `grads` are stage after stage; the method wants (T, B, F) per sample.
-        batch = features[0].shape[0]
-        sizes = [f.numel() for f in features]
-        per_sample = torch.cat(
-            [g.reshape(g.shape[0], batch, -1) for g in grads.split(sizes, dim=1)], dim=2
+            direction, rest = g_z.sum(0), g_other.sum(0)
+        elif isinstance(weighting, GramianWeighting):
+            weights = weighting.compute_weights(gram).to(grads)
+            self._window["weights"] = weights
+            direction, rest = weights @ g_z, weights @ g_other
+            total = (weights * values).sum()
+        else:  # GradDrop: (T, B, F) per-sample gradients, stage after stage in the rows
+            batch = features[0].shape[0]
+            sizes = [z.numel() for z in representation]
+            per_sample = torch.cat(
+                [g.reshape(g.shape[0], batch, -1) for g in g_z.split(sizes, dim=1)], dim=2
+            )
+            inputs = torch.cat([at_least_fp32(z.detach()).reshape(batch, -1) for z in features], 1)
+            per_sample = weighting.aggregate_batched(per_sample, inputs)
+            widths = [n // batch for n in sizes]
+            direction = torch.cat([d.reshape(-1) for d in per_sample.split(widths, dim=1)])
+            rest = g_other.sum(0)
+        # the encoder: one backward from z with the combined gradient (scaled for AMP)
+        pieces = direction.mul(scale).split([z.numel() for z in representation])
+        torch.autograd.backward(
+            features,
+            [p.view(f.shape).to(f.dtype) for p, f in zip(pieces, features, strict=True)],
         )
-        inputs = torch.cat([at_least_fp32(f.detach()).reshape(batch, -1) for f in features], 1)
-        direction = weighting.aggregate_batched(per_sample, inputs) * self._loss_scale()
-        widths = [n // batch for n in sizes]
-        hooks = []
-        for f, piece in zip(features, direction.split(widths, dim=1), strict=True):
-            piece = piece.reshape(f.shape).to(f.dtype)
-            hooks.append(f.register_hook(lambda _g, piece=piece: piece))
-        try:
-            total = losses.sum()
-            self.manual_backward(total)
-        finally:
-            for h in hooks:
-                h.remove()
+        write_grads(other, rest * scale)
+        self._all_reduce_grads()
         return total
 
-    def _diagnostic_gram(self, losses: Tensor) -> Tensor:
+    def _all_reduce_grads(self) -> None:
+        """One all-reduce of every gradient (what DDP would have done), for steps that
+        bypass DDP's reducer."""
+        if world_size() == 1:
+            return
+        params = [p for p in self.net.parameters() if p.grad is not None]
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        write_grads(params, all_reduce_mean(flat))
+
+    def _diagnostic_gram(self, losses: list[Tensor]) -> Tensor:
         shared = self._shared_params()
         grads = per_task_gradients(losses, shared, self._loss_scale())
         return all_reduce_mean(grads @ grads.T)

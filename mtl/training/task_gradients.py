@@ -33,20 +33,26 @@ def all_reduce_mean(tensor: Tensor) -> Tensor:
     return out / n
 
 
-def per_task_gradients(losses: Tensor, inputs: Sequence[Tensor], scale: float = 1.0) -> Tensor:
+def per_task_gradients(
+    losses: Sequence[Tensor], inputs: Sequence[Tensor], scale: float = 1.0
+) -> Tensor:
     """(T, D) matrix: row i is d losses[i] / d inputs, flattened and concatenated (>= fp32).
 
     `scale` is the AMP loss scale: the backward runs on `scale * L_i` (so fp16 activations'
     gradients do not underflow) and the rows are unscaled before anyone looks at them.
-    Inputs a task does not reach get zeros.
+    Inputs a task does not reach get zeros. Gradients are copied straight into one
+    preallocated matrix (one pass per gradient: layout, dtype and placement at once).
     """
-    rows = []
-    for i in range(losses.shape[0]):
-        grads = torch.autograd.grad(
-            losses[i] * scale, list(inputs), retain_graph=True, allow_unused=True
-        )
-        rows.append(flatten(grads, inputs))
-    matrix = torch.stack(rows)
+    inputs = list(inputs)
+    dtype = torch.promote_types(inputs[0].dtype, torch.float32)
+    sizes = [x.numel() for x in inputs]
+    matrix = torch.zeros(len(losses), sum(sizes), dtype=dtype, device=inputs[0].device)
+    for row, loss in zip(matrix, losses, strict=True):
+        # separate graphs: each backward walks only what its own loss reaches
+        grads = torch.autograd.grad(loss * scale, inputs, retain_graph=True, allow_unused=True)
+        for piece, g in zip(row.split(sizes), grads, strict=True):
+            if g is not None:
+                piece.view(g.shape).copy_(g)
     return matrix / scale if scale != 1.0 else matrix
 
 
