@@ -6,17 +6,19 @@ side in one run, for k = 2 and 3 tasks and both gradient sources.
 
 Targets (issue 3): `features` within 1.3x of EW; `params` within k x of EW. Each
 configuration trains the CT experiment through the real Trainer for `--warmup + --steps`
-optimizer steps; the step time is the median over the measured steps. Peak memory: CUDA's
-peak allocation on a GPU; on CPU the process's peak resident set size (Linux VmHWM, reset
-before each configuration), so it includes the Python process itself.
+optimizer steps in a fresh process; the step time is the median over the measured steps.
+Peak memory: CUDA's peak allocation on a GPU; on CPU the process's peak resident set size
+(Linux VmHWM), so it includes the Python process, torch and the data.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -141,15 +143,21 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--precision", default="bf16-mixed")
     parser.add_argument("--out", type=Path, default=Path("/tmp/mtl-bench"))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one config
     args = parser.parse_args()
     import logging
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
 
+    if args.one:
+        one = json.loads(args.one)
+        step, mem = measure(args, one["method"], one["k"], one["source"], args.out)
+        print(json.dumps({"step": step, "mem": mem}))
+        return
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(
         f"# weighting overhead: {device}, {torch.get_num_threads()} threads, "
@@ -163,7 +171,7 @@ def main() -> None:
         base_time = base_mem = None
         for method in methods:
             for source in sources_of(method, args):
-                step, mem = measure(args, method, k, source, args.out)
+                step, mem = measure_in_subprocess(args, method, k, source)
                 if method == "ew":
                     base_time, base_mem = step, mem
                 ratio = step / base_time
@@ -176,6 +184,25 @@ def main() -> None:
                     f"{mem:.0f} | {mem / base_mem:.2f} | {verdict} |",
                     flush=True,
                 )
+
+
+def measure_in_subprocess(args, method: str, k: int, source: str | None) -> tuple[float, float]:
+    """A fresh process per configuration: peak memory is then that configuration's own."""
+    command = [
+        sys.executable,
+        __file__,
+        "--one",
+        json.dumps({"method": method, "k": k, "source": source}),
+        *("--image-size", str(args.image_size), "--batch-size", str(args.batch_size)),
+        *("--warmup", str(args.warmup), "--steps", str(args.steps)),
+        *("--precision", args.precision, "--out", str(args.out)),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f"{method} k={k} {source}: {result.stderr[-2000:]}")
+    measured = json.loads(lines[-1])
+    return measured["step"], measured["mem"]
 
 
 if __name__ == "__main__":
