@@ -309,15 +309,10 @@ class MultiTaskModule(L.LightningModule):
         self._record_gram(gram)  # diagnostics here are w.r.t. the shared features
         weighting.observe_losses(self._window["loss_sum"] / self._window["count"])
         values = torch.stack(losses).detach()
-        total = values.sum()
-        if not torch.isfinite(grads).all():
-            self._window["nonfinite"] = True
-            direction, rest = g_z.sum(0), g_other.sum(0)
-        elif isinstance(weighting, GramianWeighting):
-            weights = weighting.compute_weights(gram).to(grads)
-            self._window["weights"] = weights
-            direction, rest = weights @ g_z, weights @ g_other
-            total = (weights * values).sum()
+        combined = self._combine(grads, gram, g_z, g_other)
+        if combined is not None:
+            direction, rest = combined
+            total = (self._window.get("weights", torch.ones_like(values)) * values).sum()
         else:  # GradDrop: (T, B, F) per-sample gradients, stage after stage in the rows
             batch = features[0].shape[0]
             sizes = [z.numel() for z in representation]
@@ -329,6 +324,7 @@ class MultiTaskModule(L.LightningModule):
             widths = [n // batch for n in sizes]
             direction = torch.cat([d.reshape(-1) for d in per_sample.split(widths, dim=1)])
             rest = g_other.sum(0)
+            total = values.sum()
         # the encoder: one backward from z with the combined gradient (scaled for AMP)
         pieces = direction.mul(scale).split([z.numel() for z in representation])
         torch.autograd.backward(
@@ -338,6 +334,20 @@ class MultiTaskModule(L.LightningModule):
         write_grads(other, rest * scale)
         self._all_reduce_grads()
         return total
+
+    def _combine(
+        self, grads: Tensor, gram: Tensor, g_shared: Tensor, g_other: Tensor
+    ) -> tuple[Tensor, Tensor] | None:
+        """(shared direction, task-specific update) for a non-finite step (plain sums, for
+        GradScaler to detect and skip) or a Gramian method (w^T G); None otherwise."""
+        if not torch.isfinite(grads).all():
+            self._window["nonfinite"] = True
+            return g_shared.sum(0), g_other.sum(0)
+        if isinstance(self.weighting, GramianWeighting):
+            weights = self.weighting.compute_weights(gram).to(grads)
+            self._window["weights"] = weights
+            return weights @ g_shared, weights @ g_other
+        return None
 
     def _all_reduce_grads(self) -> None:
         """One all-reduce of every gradient (what DDP would have done), for steps that
@@ -363,13 +373,9 @@ class MultiTaskModule(L.LightningModule):
         g_shared, g_other = grads[:, :n_shared], grads[:, n_shared:]
         weighting.observe_losses(self._window["loss_sum"] / self._window["count"])
         gram = g_shared @ g_shared.T
-        if not torch.isfinite(grads).all():
-            self._window["nonfinite"] = True
-            direction, rest = g_shared.sum(0), g_other.sum(0)
-        elif isinstance(weighting, GramianWeighting):
-            weights = weighting.compute_weights(gram).to(grads)
-            self._window["weights"] = weights
-            direction, rest = weights @ g_shared, weights @ g_other
+        combined = self._combine(grads, gram, g_shared, g_other)
+        if combined is not None:
+            direction, rest = combined
         else:
             direction, rest = weighting.aggregate(g_shared), g_other.sum(0)
         self._record_gram(gram)

@@ -82,18 +82,8 @@ class PredictionImageLogger(L.Callback):
             outputs = pl_module(batch["image"])
         figure = self.render(pl_module, batch, outputs)
         epoch = trainer.current_epoch
-        if self.dirpath is not None:
-            self.dirpath.mkdir(parents=True, exist_ok=True)
-            figure.savefig(self.dirpath / f"epoch_{epoch:03d}.png", dpi=80)
-        image = _figure_to_array(figure)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image("val/predictions", [image], step=trainer.global_step)
-            elif isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("val/predictions", image, epoch, dataformats="HWC")
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
+        path = self.dirpath / f"epoch_{epoch:03d}.png" if self.dirpath else None
+        publish_figure(trainer, figure, "val/predictions", epoch, path)
 
     def render(self, pl_module: L.LightningModule, batch: dict[str, Any], outputs: dict[str, Any]):
         import matplotlib
@@ -135,6 +125,22 @@ class PredictionImageLogger(L.Callback):
         return figure
 
 
+def publish_figure(trainer: L.Trainer, figure, tag: str, index: int, path: Path | None) -> None:
+    """Save a matplotlib figure as PNG (if `path`), send it to W&B / TensorBoard, close it."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=80)
+    image = _figure_to_array(figure)
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(tag, [image], step=trainer.global_step)
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(tag, image, index, dataformats="HWC")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
 def _figure_to_array(figure) -> np.ndarray:
     figure.canvas.draw()
     return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
@@ -166,20 +172,8 @@ class GradientConflictLogger(L.Callback):
             return
         self._drawn_step = step
         figure = self.render(gram, list(pl_module.tasks), step)
-        if self.dirpath is not None:
-            self.dirpath.mkdir(parents=True, exist_ok=True)
-            figure.savefig(self.dirpath / f"step_{step:06d}.png", dpi=80)
-        image = _figure_to_array(figure)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image("train/gradient_conflicts", [image], step=trainer.global_step)
-            elif isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image(
-                    "train/gradient_conflicts", image, step, dataformats="HWC"
-                )
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
+        path = self.dirpath / f"step_{step:06d}.png" if self.dirpath else None
+        publish_figure(trainer, figure, "train/gradient_conflicts", step, path)
 
     @staticmethod
     def render(gram: torch.Tensor, names: list[str], step: int):

@@ -8,15 +8,13 @@ ourselves, exactly what the method needs (DESIGN.md §3).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
-
-from mtl.dtypes import at_least_fp32
 
 
 def world_size() -> int:
@@ -56,14 +54,6 @@ def per_task_gradients(
     return matrix / scale if scale != 1.0 else matrix
 
 
-def flatten(grads: Iterable[Tensor | None], like: Sequence[Tensor]) -> Tensor:
-    parts = [
-        at_least_fp32(g if g is not None else torch.zeros_like(x)).reshape(-1)
-        for g, x in zip(grads, like, strict=True)
-    ]
-    return torch.cat(parts)
-
-
 def write_grads(params: Sequence[nn.Parameter], flat: Tensor) -> None:
     """Set `.grad` of `params` from one flat vector (in each parameter's dtype and layout)."""
     offset = 0
@@ -76,10 +66,6 @@ def write_grads(params: Sequence[nn.Parameter], flat: Tensor) -> None:
         offset += n
     if offset != flat.numel():
         raise ValueError(f"gradient vector has {flat.numel()} entries, parameters need {offset}")
-
-
-def split_sizes(tensors: Sequence[Tensor]) -> list[int]:
-    return [t.numel() for t in tensors]
 
 
 @contextmanager

@@ -15,7 +15,7 @@ the sum of the aligned task gradients (preference vector of ones; torchjd defaul
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -35,19 +35,11 @@ class AlignedMTL(GramianWeighting):
     def __init__(
         self,
         task_names: Sequence[str],
-        grad_source: str = "params",
-        update_every: int = 1,
-        on_failure: str = "warn",
-        seed: int = 0,
+        *,
         scale_mode: str = "min",
+        **common: Any,
     ) -> None:
-        super().__init__(
-            task_names,
-            grad_source=grad_source,
-            update_every=update_every,
-            on_failure=on_failure,
-            seed=seed,
-        )
+        super().__init__(task_names, **common)
         if scale_mode not in SCALE_MODES:
             raise ValueError(f"scale_mode must be one of {SCALE_MODES}, got '{scale_mode}'")
         self.scale_mode = scale_mode

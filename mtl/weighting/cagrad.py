@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -45,20 +45,12 @@ class CAGrad(GramianWeighting):
     def __init__(
         self,
         task_names: Sequence[str],
-        grad_source: str = "params",
-        update_every: int = 1,
-        on_failure: str = "warn",
-        seed: int = 0,
+        *,
         c: float = 0.4,
         rescale: int = 1,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            task_names,
-            grad_source=grad_source,
-            update_every=update_every,
-            on_failure=on_failure,
-            seed=seed,
-        )
+        super().__init__(task_names, **common)
         if not (math.isfinite(c) and c >= 0):
             raise ValueError(f"c must be finite and >= 0, got {c}")
         if rescale not in RESCALES:

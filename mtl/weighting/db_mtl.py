@@ -39,15 +39,12 @@ class DBMTL(GradientWeighting):
     def __init__(
         self,
         task_names: Sequence[str],
+        *,
         beta: float = 0.9,
         beta_sigma: float = 0.0,
-        grad_source: str = "params",
-        update_every: int = 1,
-        on_failure: str = "warn",
+        **common: Any,
     ) -> None:
-        super().__init__(
-            task_names, grad_source=grad_source, update_every=update_every, on_failure=on_failure
-        )
+        super().__init__(task_names, **common)
         if not 0 <= beta < 1 or beta_sigma < 0:
             raise ValueError(
                 f"DB-MTL needs 0 <= beta < 1 and beta_sigma >= 0, got {beta}, {beta_sigma}"

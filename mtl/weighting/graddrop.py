@@ -17,6 +17,7 @@ resumed run draw the same U.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,19 +40,12 @@ class GradDrop(GradientWeighting):
     def __init__(
         self,
         task_names: Sequence[str],
+        *,
         leak: float = 0.0,
         grad_source: str = "features",
-        update_every: int = 1,
-        on_failure: str = "warn",
-        seed: int = 0,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            task_names,
-            grad_source=grad_source,
-            update_every=update_every,
-            on_failure=on_failure,
-            seed=seed,
-        )
+        super().__init__(task_names, grad_source=grad_source, **common)
         if not 0 <= leak <= 1:
             raise ValueError(f"GradDrop leak must be in [0, 1], got {leak}")
         self.leak = float(leak)

@@ -22,6 +22,7 @@ last shared layer weights (a cheaper proxy; grad_source=params uses all shared w
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,15 +42,12 @@ class GradNorm(GramianWeighting):
     def __init__(
         self,
         task_names: Sequence[str],
+        *,
         alpha: float = 1.5,
         lr: float = 0.025,
-        grad_source: str = "params",
-        update_every: int = 1,
-        on_failure: str = "warn",
+        **common: Any,
     ) -> None:
-        super().__init__(
-            task_names, grad_source=grad_source, update_every=update_every, on_failure=on_failure
-        )
+        super().__init__(task_names, **common)
         if not lr > 0:
             raise ValueError(f"GradNorm lr must be > 0, got {lr}")
         self.alpha = float(alpha)

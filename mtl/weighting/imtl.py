@@ -15,7 +15,6 @@ The Gramian is divided by its trace first (the weights do not change) so torchjd
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
@@ -31,22 +30,6 @@ class IMTL(GramianWeighting):
 
     grad_sources: ClassVar[tuple[str, ...]] = ("params", "features")
     source_note: ClassVar[str] = "The paper computes IMTL-G on shared-feature gradients."
-
-    def __init__(
-        self,
-        task_names: Sequence[str],
-        grad_source: str = "params",
-        update_every: int = 1,
-        on_failure: str = "warn",
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            task_names,
-            grad_source=grad_source,
-            update_every=update_every,
-            on_failure=on_failure,
-            seed=seed,
-        )
 
     def weights_from_gramian(self, gram: Tensor) -> Tensor:
         m = gram.detach().double()

@@ -20,7 +20,7 @@ the closed form is exact. The weights sum to 1, as in the reference (not to T).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -101,21 +101,13 @@ class MGDA(GramianWeighting):
     def __init__(
         self,
         task_names: Sequence[str],
-        grad_source: str = "params",
-        update_every: int = 1,
-        on_failure: str = "warn",
-        seed: int = 0,
+        *,
         normalization: str = "none",
         max_iter: int = 250,
         stop_crit: float = 1e-5,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            task_names,
-            grad_source=grad_source,
-            update_every=update_every,
-            on_failure=on_failure,
-            seed=seed,
-        )
+        super().__init__(task_names, **common)
         if normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"normalization must be one of {NORMALIZATIONS}, got '{normalization}'"

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -84,20 +84,12 @@ class NashMTL(GramianWeighting):
     def __init__(
         self,
         task_names: Sequence[str],
-        grad_source: str = "params",
-        update_every: int = 1,
-        on_failure: str = "warn",
-        seed: int = 0,
+        *,
         max_iter: int = 100,
         tol: float = 1e-6,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            task_names,
-            grad_source=grad_source,
-            update_every=update_every,
-            on_failure=on_failure,
-            seed=seed,
-        )
+        super().__init__(task_names, **common)
         if int(max_iter) < 1 or not tol > 0:
             raise ValueError(f"need max_iter >= 1 and tol > 0, got {max_iter}, {tol}")
         self.max_iter = int(max_iter)

@@ -13,7 +13,6 @@ the same order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -38,22 +37,6 @@ class PCGrad(GramianWeighting):
 
     grad_sources: ClassVar[tuple[str, ...]] = ("params",)
     source_note: ClassVar[str] = "The paper projects gradients of the shared parameters."
-
-    def __init__(
-        self,
-        task_names: Sequence[str],
-        grad_source: str = "params",
-        update_every: int = 1,
-        on_failure: str = "warn",
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            task_names,
-            grad_source=grad_source,
-            update_every=update_every,
-            on_failure=on_failure,
-            seed=seed,
-        )
 
     def coefficients(self, gram: Tensor) -> Tensor:
         """(T, T) C with g_i^PC = sum_k C_ik g_k, for this step's random visiting orders."""

@@ -12,7 +12,7 @@ the diagonal (`norm_eps=1e-4`, `reg_eps=1e-4`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -34,20 +34,12 @@ class UPGrad(GramianWeighting):
     def __init__(
         self,
         task_names: Sequence[str],
-        grad_source: str = "params",
-        update_every: int = 1,
-        on_failure: str = "warn",
-        seed: int = 0,
+        *,
         norm_eps: float = 1e-4,
         reg_eps: float = 1e-4,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            task_names,
-            grad_source=grad_source,
-            update_every=update_every,
-            on_failure=on_failure,
-            seed=seed,
-        )
+        super().__init__(task_names, **common)
         if norm_eps < 0 or reg_eps < 0:
             raise ValueError(f"norm_eps and reg_eps must be >= 0, got {norm_eps}, {reg_eps}")
         self.norm_eps = float(norm_eps)

@@ -200,6 +200,7 @@ RESUME = [
     "callbacks=none",
 ]
 
+
 def _assert_same(actual, expected, key: str) -> None:
     """Tensors close (floats) or equal; `get_extra_state` dicts compared entry by entry."""
     if isinstance(expected, dict):
@@ -248,6 +249,7 @@ def test_resume_continues_the_same_trajectory(tmp_path, method):
     resumed_state = resumed.state_dict()
     for key, value in straight.state_dict().items():
         _assert_same(resumed_state[key], value, key)
+
     # the method's own state was carried and used: it moved during the third epoch
     # (RLW and PCGrad have none beyond the step counter that seeds their draws)
     def differs(a, b) -> bool:
