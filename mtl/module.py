@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from mtl.dtypes import at_least_fp32
-from mtl.models.multitask import MultiTaskNet
+from mtl.models.architectures import MultiTaskNet
 from mtl.tasks import Task
 from mtl.training.schedule import LRSchedule
 from mtl.training.task_gradients import (
@@ -79,10 +79,20 @@ class MultiTaskModule(L.LightningModule):
             raise ValueError("net, tasks and weighting must list the same tasks in one order")
         if not isinstance(weighting, LossWeighting | GradientWeighting):
             raise TypeError(f"{type(weighting).__name__} is neither a loss nor a gradient method")
-        if isinstance(weighting, GradientWeighting) and not net.share_encoder:
+        if isinstance(weighting, GradientWeighting) and not net.has_shared_parameters:
             raise ValueError(
                 f"{type(weighting).__name__} combines gradients of shared parameters, and "
-                f"model=stl shares none; use a loss weighting (weighting=ew) with model=stl"
+                f"{type(net).__name__} shares none; use a loss weighting (weighting=ew) with it"
+            )
+        if (
+            isinstance(weighting, GradientWeighting)
+            and weighting.grad_source == "features"
+            and not net.shared_representation
+        ):
+            raise ValueError(
+                f"grad_source=features differentiates the losses w.r.t. a representation all "
+                f"tasks share; {type(net).__name__} has none ({net.representation}). Use "
+                f"weighting.grad_source=params."
             )
         if int(accumulate_grad_batches) < 1:
             raise ValueError(f"accumulate_grad_batches must be >= 1, got {accumulate_grad_batches}")
@@ -104,6 +114,7 @@ class MultiTaskModule(L.LightningModule):
             )
         self.automatic_optimization = False
         self.net = net
+        self.has_shared = net.has_shared_parameters
         self.tasks = nn.ModuleDict(dict(tasks))
         self.weighting = weighting
         self.optimizer_factory = optimizer
@@ -256,7 +267,7 @@ class MultiTaskModule(L.LightningModule):
             last
             and self.diagnostics_every > 0
             and self.weighting.step % self.diagnostics_every == 0
-            and self.net.share_encoder  # STL: no shared parameters to compare gradients on
+            and self.has_shared  # STL: no shared parameters to compare gradients on
         )
         if mode == "linear":
             if diagnose:

@@ -24,6 +24,11 @@ class MultiTaskDataModule(L.LightningDataModule):
         super().__init__()
         self.augment = augment
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one training image, for FLOP counts and shape checks."""
+        raise NotImplementedError(f"{type(self).__name__} does not report its input_shape")
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.augment is not None and self.trainer is not None and self.trainer.training:
             kinds = {name: spec.kind for name, spec in self.target_specs.items()}

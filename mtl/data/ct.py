@@ -130,6 +130,10 @@ class SyntheticCTDataModule(MultiTaskDataModule):
         self.fingerprint: CTFingerprint | None = None
         self._restored_fingerprint: CTFingerprint | None = None
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.in_channels, self.config.image_size, self.config.image_size)
+
     # -- splits ------------------------------------------------------------------------------
     def split_indices(self) -> dict[str, np.ndarray]:
         """Disjoint pool indices per split, a permutation fixed by the data seed."""

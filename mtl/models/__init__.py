@@ -1,6 +1,26 @@
 """Encoders, decoders, heads and multi-task architectures."""
 
+from mtl.models.architectures import (
+    MTAN,
+    CrossStitch,
+    HardParameterSharing,
+    MultiTaskNet,
+    SingleTaskNets,
+)
+from mtl.models.decoders import DeepLabV3PlusDecoder, DenseHead, FPNDecoder, UNetDecoder
 from mtl.models.encoders import Encoder, TimmEncoder, UNetEncoder
-from mtl.models.multitask import MultiTaskNet
 
-__all__ = ["Encoder", "MultiTaskNet", "TimmEncoder", "UNetEncoder"]
+__all__ = [
+    "MTAN",
+    "CrossStitch",
+    "DeepLabV3PlusDecoder",
+    "DenseHead",
+    "Encoder",
+    "FPNDecoder",
+    "HardParameterSharing",
+    "MultiTaskNet",
+    "SingleTaskNets",
+    "TimmEncoder",
+    "UNetDecoder",
+    "UNetEncoder",
+]

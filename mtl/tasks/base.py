@@ -8,7 +8,7 @@ special-case a task kind.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -60,8 +60,14 @@ class Task(nn.Module, ABC):
 
     # -- model -----------------------------------------------------------------------------
     @abstractmethod
-    def build_head(self, channels: Sequence[int], reductions: Sequence[int]) -> nn.Module:
-        """A head mapping the encoder's feature pyramid to this task's output."""
+    def build_head(
+        self,
+        channels: Sequence[int],
+        reductions: Sequence[int],
+        decoder: Callable[..., nn.Module] | None = None,
+    ) -> nn.Module:
+        """A head mapping the encoder's feature pyramid to this task's output; dense tasks
+        build it on `decoder` (the model's `decoder=` choice) unless they set their own."""
 
     # -- loss ------------------------------------------------------------------------------
     @abstractmethod
@@ -177,3 +183,24 @@ def as_weight_tensor(
     if (tensor < 0).any() or not torch.isfinite(tensor).all():
         raise TaskConfigError(f"{what} must be finite and non-negative, got {list(weights)}")
     return tensor
+
+
+def build_dense_head(
+    task: Task,
+    own_decoder: Callable[..., nn.Module] | None,
+    model_decoder: Callable[..., nn.Module] | None,
+    channels: Sequence[int],
+    reductions: Sequence[int],
+    out_channels: int,
+) -> nn.Module:
+    """A decoder (the task's own `tasks.<name>.decoder`, else the model's `decoder=`) and a
+    1x1 projection to `out_channels`, upsampled to input resolution."""
+    from mtl.models.decoders import DenseHead
+
+    factory = own_decoder or model_decoder
+    if factory is None:
+        raise TaskConfigError(
+            f"task '{task.name}' needs a decoder: choose one with decoder=unet|deeplabv3plus|fpn "
+            f"or set tasks.{task.name}.decoder"
+        )
+    return DenseHead(factory(channels=list(channels), reductions=list(reductions)), out_channels)

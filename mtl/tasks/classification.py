@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -55,7 +55,13 @@ class ClassificationTask(ClassLabelTask):
             self._class_weights, spec, f"tasks.{self.name}.class_weights"
         )
 
-    def build_head(self, channels: Sequence[int], reductions: Sequence[int]) -> nn.Module:
+    def build_head(
+        self,
+        channels: Sequence[int],
+        reductions: Sequence[int],
+        decoder: Callable[..., nn.Module] | None = None,
+    ) -> nn.Module:
+        # image-level: pools encoder stages directly; the dense decoder is not used
         return PooledHead(channels, self._require_bound(), **self._head_args)
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:

@@ -1,16 +1,15 @@
-"""Semantic segmentation: a U-Net decoder head, Dice + CE, Dice/IoU/pixel accuracy."""
+"""Semantic segmentation: a decoder head, Dice + CE, Dice/IoU/pixel accuracy."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from mtl.losses import DiceCELoss
 from mtl.metrics import SegmentationMetrics
-from mtl.models.decoders import DenseHead, UNetDecoder
-from mtl.tasks.base import ClassLabelTask, TargetSpec, as_weight_tensor
+from mtl.tasks.base import ClassLabelTask, TargetSpec, as_weight_tensor, build_dense_head
 
 
 class SegmentationTask(ClassLabelTask):
@@ -29,10 +28,7 @@ class SegmentationTask(ClassLabelTask):
         class_weights: Sequence[float] | str | None = None,
         label_smoothing: float = 0.0,
         batch_dice: bool = True,
-        decoder_channels: Sequence[int] | None = None,
-        decoder_depth: int = 2,
-        norm: str = "batch",
-        activation: str = "leaky_relu",
+        decoder: Callable[..., nn.Module] | None = None,
     ) -> None:
         super().__init__(name, target, num_classes)
         self.ignore_index = ignore_index
@@ -44,9 +40,7 @@ class SegmentationTask(ClassLabelTask):
             batch_dice=batch_dice,
         )
         self._class_weights = class_weights
-        self._decoder_args = dict(
-            decoder_channels=decoder_channels, depth=decoder_depth, norm=norm, activation=activation
-        )
+        self.decoder_factory = decoder
         self.criterion: DiceCELoss | None = None
 
     def bind(self, spec: TargetSpec) -> None:
@@ -54,9 +48,15 @@ class SegmentationTask(ClassLabelTask):
         weights = as_weight_tensor(self._class_weights, spec, f"tasks.{self.name}.class_weights")
         self.criterion = DiceCELoss(class_weights=weights, **self._loss_args)
 
-    def build_head(self, channels: Sequence[int], reductions: Sequence[int]) -> nn.Module:
-        decoder = UNetDecoder(channels, reductions, **self._decoder_args)
-        return DenseHead(decoder, self._require_bound())
+    def build_head(
+        self,
+        channels: Sequence[int],
+        reductions: Sequence[int],
+        decoder: Callable[..., nn.Module] | None = None,
+    ) -> nn.Module:
+        return build_dense_head(
+            self, self.decoder_factory, decoder, channels, reductions, self._require_bound()
+        )
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         self._require_bound()

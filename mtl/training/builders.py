@@ -56,7 +56,8 @@ def build_tasks(cfg: DictConfig, datamodule: MultiTaskDataModule) -> dict[str, T
 def build_module(cfg: DictConfig, datamodule: MultiTaskDataModule) -> MultiTaskModule:
     tasks = build_tasks(cfg, datamodule)
     encoder = instantiate(cfg.encoder, in_channels=datamodule.in_channels, _convert_="all")
-    net = instantiate(cfg.model, _convert_="all")(encoder=encoder, tasks=tasks)
+    decoder = instantiate(cfg.decoder, _convert_="all") if cfg.get("decoder") else None
+    net = instantiate(cfg.model, _convert_="all")(encoder=encoder, tasks=tasks, decoder=decoder)
     weighting = instantiate(cfg.weighting, _convert_="all")(task_names=list(tasks))
     optimizer = instantiate(cfg.optimizer, _convert_="all")
     schedule = instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None

@@ -11,6 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mtl.models.complexity import model_complexity
 from mtl.training.builders import (
     ConfigError,
     build_callbacks,
@@ -54,10 +55,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = build_callbacks(cfg)
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, callbacks, loggers)
+    complexity = model_complexity(module.net, datamodule.input_shape)
+    log.info(
+        "Model: %s parameters (%s shared), %.3f GFLOPs per image",
+        f"{int(complexity['model/params/total']):,}",
+        f"{int(complexity['model/params/shared']):,}",
+        complexity["model/gflops_per_image"],
+    )
     for logger in loggers:
         logger.log_hyperparams(resolved)
+        logger.log_metrics(complexity, step=0)
 
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = dict(complexity)
     try:
         if cfg.get("train", True):
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
