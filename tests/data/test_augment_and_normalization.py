@@ -60,3 +60,53 @@ def test_fingerprint_uses_foreground_percentiles_and_zscore(tmp_path):
     path.write_text("{broken")
     with pytest.raises(ValueError, match=r"corrupt .* delete it"):
         CTFingerprint.load(path)
+
+
+@pytest.mark.parametrize("height,width", [(48, 48), (48, 64)])
+def test_normals_and_depth_follow_the_geometry(height, width):
+    """A linear field f = a x + b y warped like the image has gradient direction equal to the
+    warped normals' in-plane part; depth is divided by the zoom."""
+    torch.manual_seed(0)
+    aug = BatchAugment(
+        hflip_p=0.5, vflip_p=0.5, rotate_deg=40, scale=(1.0, 1.4), spatial_p=1.0, intensity_p=0
+    )
+    n = 16
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float64),
+        torch.arange(width, dtype=torch.float64),
+        indexing="ij",
+    )
+    a, b = 0.6, -0.8  # unit in-plane normal (0.6, -0.8, 0): gradient of f
+    field = (a * xs + b * ys).expand(n, 1, height, width).float().contiguous()
+    normals = torch.zeros(n, 3, height, width)
+    normals[:, 0], normals[:, 1] = a, b
+    depth = torch.full((n, 1, height, width), 2.0)
+    batch = {
+        "image": field,
+        "targets": {"normals": normals, "depth": depth},
+        "has_target": {},
+    }
+    out = aug(batch, {"normals": "normals", "depth": "depth"})
+    warped = out["image"][:, 0]
+    cy, cx = height // 2, width // 2
+    gx = (warped[:, cy, cx + 2] - warped[:, cy, cx - 2]) / 4
+    gy = (warped[:, cy + 2, cx] - warped[:, cy - 2, cx]) / 4
+    grad = torch.nn.functional.normalize(torch.stack([gx, gy], 1), dim=1)
+    moved = out["targets"]["normals"][:, :2, cy, cx]
+    torch.testing.assert_close(moved, grad, atol=2e-3, rtol=0)
+    # zooming in by s magnifies the content (the field's slope becomes 1/s) and brings the
+    # scene s times closer (depth / s)
+    slope = torch.stack([gx, gy], 1).norm(dim=1)
+    torch.testing.assert_close(
+        out["targets"]["depth"][:, 0, cy, cx], 2.0 * slope, atol=2e-3, rtol=0
+    )
+    assert slope.max() <= 1.0 + 1e-3 and slope.min() < 0.95
+
+
+def test_invalid_depth_is_not_blended():
+    aug = BatchAugment(hflip_p=0, rotate_deg=30, scale=(1.0, 1.3), spatial_p=1.0, intensity_p=0)
+    depth = torch.rand(4, 1, 32, 32) + 1.0
+    depth[:, :, ::3] = 0.0
+    batch = {"image": torch.randn(4, 3, 32, 32), "targets": {"depth": depth}, "has_target": {}}
+    out = aug(batch, {"depth": "depth"})["targets"]["depth"]
+    assert ((out == 0) | (out > 1.0 / 1.3 - 1e-6)).all()  # 0 stays 0, no in-between values
