@@ -20,7 +20,6 @@ from torch import Tensor
 from mtl.data.targets import DENSE_KINDS
 
 
-
 class BatchAugment:
     """Random flips, rotation, isotropic scaling (one affine per sample) and intensity jitter.
 

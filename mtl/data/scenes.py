@@ -167,6 +167,10 @@ class SyntheticScenesDataModule(MultiTaskDataModule):
             self.image_stats = (IMAGENET_MEAN, IMAGENET_STD)
 
     # -- splits ------------------------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.in_channels, self.config.image_height, self.config.image_width)
+
     def split_indices(self) -> dict[str, np.ndarray]:
         """Disjoint pool indices per split, a permutation fixed by the data seed."""
         total = sum(self.sizes.values())

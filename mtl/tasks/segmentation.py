@@ -29,15 +29,18 @@ class SegmentationTask(ClassLabelTask):
         label_smoothing: float = 0.0,
         batch_dice: bool = True,
         decoder: Callable[..., nn.Module] | None = None,
+        background: bool = True,
     ) -> None:
         super().__init__(name, target, num_classes)
         self.ignore_index = ignore_index
+        self.background = background
         self._loss_args = dict(
             dice_weight=dice_weight,
             ce_weight=ce_weight,
             ignore_index=ignore_index,
             label_smoothing=label_smoothing,
             batch_dice=batch_dice,
+            include_background=not background,
         )
         self._class_weights = class_weights
         self.decoder_factory = decoder
@@ -65,7 +68,13 @@ class SegmentationTask(ClassLabelTask):
     def build_metrics(self) -> MetricCollection:
         self._require_bound()
         return MetricCollection(
-            {"seg": SegmentationMetrics(self.class_names, ignore_index=self.ignore_index)},
+            {
+                "seg": SegmentationMetrics(
+                    self.class_names,
+                    ignore_index=self.ignore_index,
+                    include_background=not self.background,
+                )
+            },
             compute_groups=False,
         )
 
@@ -75,7 +84,8 @@ class SegmentationTask(ClassLabelTask):
     @property
     def higher_is_better(self) -> Mapping[str, bool]:
         names = {"dice": True, "miou": True, "pixel_acc": True}
-        names.update({f"dice_{c}": True for c in (self.class_names or ())[1:]})
+        first = 1 if self.background else 0
+        names.update({f"dice_{c}": True for c in (self.class_names or ())[first:]})
         return names
 
     @property
