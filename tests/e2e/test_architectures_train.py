@@ -45,6 +45,6 @@ def test_stl_run_gives_every_single_task_baseline_and_no_shared_parameters(tmp_p
     cfg = compose_config(tmp_path, [*TINY, *STEPS, "model=stl"])
     metrics = train(cfg)
     assert metrics["model/params/shared"] == 0
-    assert metrics["model/params/seg"] + metrics["model/params/cls"] == metrics[
-        "model/params/total"
-    ]
+    assert (
+        metrics["model/params/seg"] + metrics["model/params/cls"] == metrics["model/params/total"]
+    )
