@@ -21,6 +21,7 @@ from mtl.training.builders import (
     build_trainer,
     resolved_container,
 )
+from mtl.training.delta_m_report import delta_m_metrics
 from mtl.training.results import print_metrics_table, to_floats, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
             ckpt = _best_checkpoint(trainer) if cfg.get("train", True) else cfg.get("ckpt_path")
             trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
             metrics.update(_stage_metrics(trainer, "test/"))
+            report = cfg.get("delta_m") or {}
+            if report.get("baselines"):
+                metrics.update(
+                    delta_m_metrics(
+                        metrics,
+                        list(module.tasks.values()),
+                        report.baselines,
+                        report.get("metrics"),
+                    )
+                )
     finally:
         _finish_wandb()
 

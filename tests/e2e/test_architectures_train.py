@@ -48,3 +48,19 @@ def test_stl_run_gives_every_single_task_baseline_and_no_shared_parameters(tmp_p
     assert (
         metrics["model/params/seg"] + metrics["model/params/cls"] == metrics["model/params/total"]
     )
+
+
+def test_delta_m_against_the_stl_run_is_reported(tmp_path):
+    stl = compose_config(tmp_path / "stl", [*TINY, *STEPS, "model=stl"])
+    train(stl)
+    stl_dir = stl.paths.output_dir
+    cfg = compose_config(tmp_path / "mtl", [*TINY, *STEPS, f"delta_m.baselines={stl_dir}"])
+    metrics = train(cfg)
+    saved = json.loads((Path(cfg.paths.output_dir) / METRICS_FILE).read_text())
+    per_metric = saved["test/delta_m/per_metric"]
+    relative = {k: v for k, v in saved.items() if k.count("/") == 3 and "/delta_m/" in k}
+    assert {"test/delta_m/seg/miou", "test/delta_m/cls/balanced_acc"} <= set(relative)
+    assert per_metric == pytest.approx(sum(relative.values()) / len(relative))
+    base = json.loads((Path(stl_dir) / METRICS_FILE).read_text())
+    miou = 100 * (base["test/seg/miou"] - metrics["test/seg/miou"]) / base["test/seg/miou"]
+    assert saved["test/delta_m/seg/miou"] == pytest.approx(miou)
