@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mtl.data.augment import BatchAugment
 from mtl.tasks import TargetSpec
@@ -19,6 +20,47 @@ class MultiTaskDataModule(L.LightningDataModule):
 
     in_channels: int = 1
     target_specs: dict[str, TargetSpec]
+    # set by subclasses' constructors
+    batch_size: int
+    eval_batch_size: int
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    shuffle_train: bool = True
+
+    def dataset(self, split: str) -> Dataset:
+        """The `train`, `val` or `test` split as a map-style dataset of batch dictionaries."""
+        raise NotImplementedError
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.dataset(split)
+        sampler = None
+        trainer = self.trainer
+        if split == "train" and not shuffle and trainer is not None and trainer.world_size > 1:
+            # Lightning always shuffles a training loader it distributes; a fixed order under
+            # DDP needs our own sampler (rank r takes samples r, r + N, ...)
+            sampler = DistributedSampler(
+                dataset, trainer.world_size, trainer.global_rank, shuffle=False
+            )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=shuffle if sampler is None else None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            drop_last=shuffle and len(dataset) > self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=self.shuffle_train)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
 
     def __init__(self, augment: BatchAugment | None = None) -> None:
         super().__init__()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from mtl.data.augment import BatchAugment
 from mtl.data.base import MultiTaskDataModule
@@ -195,36 +195,6 @@ class SyntheticCTDataModule(MultiTaskDataModule):
         if split not in self.arrays or self.fingerprint is None:
             self.setup("fit" if split != "test" else "test")
         return CTSliceDataset(self.arrays[split], self.fingerprint)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = self.dataset(split)
-        sampler = None
-        trainer = self.trainer
-        if split == "train" and not shuffle and trainer is not None and trainer.world_size > 1:
-            # Lightning always shuffles a training loader it distributes; a fixed order under
-            # DDP needs our own sampler (rank r takes samples r, r + N, ...)
-            sampler = DistributedSampler(
-                dataset, trainer.world_size, trainer.global_rank, shuffle=False
-            )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle if sampler is None else None,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-            drop_last=shuffle and len(self.arrays[split]) > self.batch_size,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=self.shuffle_train)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
     # -- checkpointed state: the normalisation used in training ------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from mtl.data.augment import BatchAugment
 from mtl.data.base import MultiTaskDataModule
@@ -312,36 +312,6 @@ class NpyMultiTaskDataModule(MultiTaskDataModule):
             raise ValueError(f"split must be train, val or test, got {split!r}")
         indices = self.split_indices()[split]
         return NpySamples(self._reader(self._disk_split(split)), indices, self.converter)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = self.dataset(split)
-        sampler = None
-        trainer = self.trainer
-        if split == "train" and not shuffle and trainer is not None and trainer.world_size > 1:
-            # Lightning always shuffles a training loader it distributes; a fixed order under
-            # DDP needs our own sampler (rank r takes samples r, r + N, ...)
-            sampler = DistributedSampler(
-                dataset, trainer.world_size, trainer.global_rank, shuffle=False
-            )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle if sampler is None else None,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-            drop_last=shuffle and len(dataset) > self.batch_size,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=self.shuffle_train)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
 
 def _check_options(

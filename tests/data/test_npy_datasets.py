@@ -349,5 +349,5 @@ def test_hydra_configs_instantiate(tmp_path, name, kind):
     cfg = compose_config(tmp_path, [f"data={name}", f"data.root={root}", "data.val_fraction=0.25"])
     dm = instantiate(cfg.data, _convert_="all")
     assert type(dm) is {"nyuv2": NYUv2DataModule, "cityscapes": CityscapesDataModule}[kind]
-    assert dm.batch_size == 8 and dm.augment is None
+    assert dm.batch_size == 8 and dm.augment.hflip_p == 0.5  # MTAN-style zoom + flip
     assert ("normals" in dm.target_specs) == (kind == "nyuv2")
