@@ -199,3 +199,30 @@ class GradientConflictLogger(L.Callback):
         figure.colorbar(im, ax=ax, fraction=0.046)
         figure.tight_layout()
         return figure
+
+
+class LastEpochsCheckpoint(L.Callback):
+    """Saves the weights of each of the last `num_epochs` epochs, for the papers' protocol
+    "mean of the test metrics over the last N epochs" (MTAN, Nash-MTL, FAMO), which
+    `train.py` reports beside the best-validation checkpoint (`test_last_epochs`)."""
+
+    def __init__(self, num_epochs: int, dirpath: str | Path) -> None:
+        if num_epochs < 1:
+            raise ValueError(f"test_last_epochs must be >= 1 to save epochs, got {num_epochs}")
+        self.num_epochs = num_epochs
+        self.dirpath = Path(dirpath)
+        self.paths: list[Path] = []
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.max_epochs is None or trainer.max_epochs < 1:
+            raise ValueError(
+                "test_last_epochs needs trainer.max_epochs (the last epochs must be known)"
+            )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.current_epoch < trainer.max_epochs - self.num_epochs:
+            return
+        path = self.dirpath / f"epoch_{trainer.current_epoch:03d}.ckpt"
+        trainer.save_checkpoint(path)
+        if path not in self.paths:
+            self.paths.append(path)

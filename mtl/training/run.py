@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -21,6 +22,7 @@ from mtl.training.builders import (
     build_trainer,
     resolved_container,
 )
+from mtl.training.callbacks import LastEpochsCheckpoint
 from mtl.training.delta_m_report import delta_m_metrics
 from mtl.training.results import print_metrics_table, to_floats, write_json_atomic
 
@@ -54,6 +56,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     callbacks = build_callbacks(cfg)
+    last_n = int(cfg.get("test_last_epochs") or 0)
+    last_epochs = None
+    if last_n > 0 and cfg.get("train", True) and cfg.get("test", True):
+        last_epochs = LastEpochsCheckpoint(last_n, output_dir / "checkpoints" / "last_epochs")
+        callbacks.append(last_epochs)
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, callbacks, loggers)
     complexity = model_complexity(module.net, datamodule.input_shape)
@@ -76,6 +83,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             ckpt = _best_checkpoint(trainer) if cfg.get("train", True) else cfg.get("ckpt_path")
             trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
             metrics.update(_stage_metrics(trainer, "test/"))
+            if last_epochs is not None:
+                metrics.update(_test_last_epochs(trainer, module, datamodule, last_epochs.paths))
             report = cfg.get("delta_m") or {}
             if report.get("baselines"):
                 metrics.update(
@@ -84,6 +93,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                         list(module.tasks.values()),
                         report.baselines,
                         report.get("metrics"),
+                        stage=report.get("stage") or "test",
                     )
                 )
     finally:
@@ -177,6 +187,25 @@ def _best_validation(trainer: L.Trainer) -> dict[str, float]:
         score = float(callback.best_model_score)
         return {f"best_{callback.monitor}": score}
     return {}
+
+
+def _test_last_epochs(
+    trainer: L.Trainer, module: L.LightningModule, datamodule: Any, paths: Sequence[Path]
+) -> dict[str, float]:
+    """Test each of the last epochs' weights; mean and std as `test_last<N>[_std]/...`."""
+    runs = []
+    for path in paths:
+        trainer.test(module, datamodule=datamodule, ckpt_path=str(path), verbose=False)
+        runs.append(_stage_metrics(trainer, "test/"))
+    stage = f"test_last{len(runs)}"
+    log.info("Test metrics averaged over the last %d epochs (%s)", len(runs), stage)
+    out: dict[str, float] = {}
+    for key in runs[0] if runs else ():
+        values = torch.tensor([run[key] for run in runs], dtype=torch.float64)
+        name = key.removeprefix("test/")
+        out[f"{stage}/{name}"] = float(values.mean())
+        out[f"{stage}_std/{name}"] = float(values.std(unbiased=False))
+    return out
 
 
 def _stage_metrics(trainer: L.Trainer, prefix: str) -> dict[str, Any]:

@@ -239,3 +239,21 @@ def test_eval_applies_dotted_overrides_on_top_of_the_run_config(tmp_path):
     assert merged.trainer.accelerator == "cpu"  # the evaluation's trainer
     with pytest.raises(ConfigError, match="use_run_config=false"):
         with_run_config(ev, tmp_path / "elsewhere" / "x.ckpt", [])
+
+
+def test_mean_of_last_epochs_is_reported_beside_the_best_checkpoint(tmp_path):
+    cfg = compose_config(tmp_path, [*TINY, "trainer.max_epochs=3", "test_last_epochs=2"])
+    metrics = train(cfg)
+    saved = sorted((Path(cfg.paths.output_dir) / "checkpoints" / "last_epochs").glob("*.ckpt"))
+    assert [p.name for p in saved] == ["epoch_001.ckpt", "epoch_002.ckpt"]
+    # each saved epoch tested on its own: the reported value is their mean
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    trainer = build_trainer(cfg, callbacks=[], loggers=[])
+    dice = []
+    for path in saved:
+        trainer.test(module, datamodule=datamodule, ckpt_path=str(path), verbose=False)
+        dice.append(float(trainer.callback_metrics["test/seg/dice"]))
+    assert metrics["test_last2/seg/dice"] == pytest.approx(sum(dice) / 2, rel=1e-5)
+    assert metrics["test_last2_std/seg/dice"] == pytest.approx(abs(dice[0] - dice[1]) / 2, abs=1e-6)
+    assert "test/seg/dice" in metrics  # the best-validation checkpoint is still the headline
