@@ -55,8 +55,19 @@ class TaskAttention(nn.Module):
             feature = mask(inputs) * shared
             out.append(feature)
             if j < len(self.carry):
-                previous = F.adaptive_max_pool2d(self.carry[j](feature), z[j + 1].shape[-2:])
+                previous = _pool_to(self.carry[j](feature), z[j + 1].shape[-2:])
         return out
+
+
+def _pool_to(x: Tensor, size: Sequence[int]) -> Tensor:
+    """Max-pool to `size` (MTAN's pooling between stages); a plain strided max pool when the
+    sizes divide (adaptive pooling's backward is much slower on CPU)."""
+    h, w = x.shape[-2:]
+    if (h, w) == tuple(size):
+        return x
+    if h % size[0] == 0 and w % size[1] == 0 and h // size[0] == w // size[1]:
+        return F.max_pool2d(x, h // size[0])
+    return F.adaptive_max_pool2d(x, size)
 
 
 class AttentiveHead(nn.Module):
