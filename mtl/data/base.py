@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from mtl.data.augment import BatchAugment
+from mtl.data.resumable import ResumableSampler, reseed_for_batch, training_seed
 from mtl.tasks import TargetSpec
 
 
@@ -35,13 +37,8 @@ class MultiTaskDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.dataset(split)
         sampler = None
-        trainer = self.trainer
-        if split == "train" and not shuffle and trainer is not None and trainer.world_size > 1:
-            # Lightning always shuffles a training loader it distributes; a fixed order under
-            # DDP needs our own sampler (rank r takes samples r, r + N, ...)
-            sampler = DistributedSampler(
-                dataset, trainer.world_size, trainer.global_rank, shuffle=False
-            )
+        if split == "train":
+            sampler = self._train_sampler(dataset, shuffle)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
@@ -52,6 +49,30 @@ class MultiTaskDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers,
             drop_last=shuffle and len(dataset) > self.batch_size,
         )
+
+    def _train_sampler(self, dataset: Dataset, shuffle: bool) -> ResumableSampler:
+        """Order fixed by (training seed, epoch), one disjoint share per DDP rank (Lightning
+        keeps a `DistributedSampler` as it is), resumable mid-epoch from a checkpoint."""
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        sampler = ResumableSampler(dataset, world, rank, shuffle=shuffle, seed=training_seed())
+        if self._resume_point is not None:
+            epoch, batches = self._resume_point
+            sampler.resume_at(epoch, batches * self.batch_size)
+            self._resume_point = None
+        return sampler
+
+    # -- checkpoints: where in its epoch the run was -----------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return {"epoch": trainer.current_epoch, "batches_done": int(done)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "epoch" in state_dict:
+            self._resume_point = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=self.shuffle_train)
@@ -65,6 +86,7 @@ class MultiTaskDataModule(L.LightningDataModule):
     def __init__(self, augment: BatchAugment | None = None) -> None:
         super().__init__()
         self.augment = augment
+        self._resume_point: tuple[int, int] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -72,7 +94,12 @@ class MultiTaskDataModule(L.LightningDataModule):
         raise NotImplementedError(f"{type(self).__name__} does not report its input_shape")
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.augment is not None and self.trainer is not None and self.trainer.training:
+        trainer = self.trainer
+        if trainer is not None and trainer.training and "PL_GLOBAL_SEED" in os.environ:
+            # augmentation and dropout of batch n depend on (seed, n) only: resumable exactly
+            count = trainer.fit_loop.epoch_loop.batch_progress.total.completed
+            reseed_for_batch(training_seed(), count)
+        if self.augment is not None and trainer is not None and trainer.training:
             kinds = {name: spec.kind for name, spec in self.target_specs.items()}
             batch = self.augment(batch, kinds)
         return batch

@@ -198,9 +198,11 @@ class SyntheticCTDataModule(MultiTaskDataModule):
 
     # -- checkpointed state: the normalisation used in training ------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint.to_dict() if self.fingerprint else None}
+        fingerprint = self.fingerprint.to_dict() if self.fingerprint else None
+        return {**super().state_dict(), "fingerprint": fingerprint}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         if state_dict.get("fingerprint"):
             restored = CTFingerprint.from_dict(state_dict["fingerprint"])
             self._restored_fingerprint = restored

@@ -311,12 +311,14 @@ class NnUNetDataModule(MultiTaskDataModule):
     # -- checkpointed state: the normalisation and geometry used in training -----------------
     def state_dict(self) -> dict[str, Any]:
         return {
+            **super().state_dict(),
             "fingerprints": {str(c): fp.to_dict() for c, fp in self.fingerprints.items()},
             "target_spacing": list(self.resolved_spacing) if self.resolved_spacing else None,
             "slice_size": list(self.slice_size) if self.slice_size else None,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         restored = {
             int(c): CTFingerprint.from_dict(d) for c, d in state_dict["fingerprints"].items()
         }

@@ -212,10 +212,12 @@ class SyntheticScenesDataModule(MultiTaskDataModule):
 
     # -- checkpointed state: the normalisation used in training ------------------------------
     def state_dict(self) -> dict[str, Any]:
-        if self.image_stats is None:
-            return {}
-        return {"mean": list(self.image_stats[0]), "std": list(self.image_stats[1])}
+        state = super().state_dict()
+        if self.image_stats is not None:
+            state.update(mean=list(self.image_stats[0]), std=list(self.image_stats[1]))
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         if state_dict.get("mean") and state_dict.get("std"):
             self.image_stats = (tuple(state_dict["mean"]), tuple(state_dict["std"]))

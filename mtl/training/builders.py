@@ -10,11 +10,13 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from mtl.data.base import MultiTaskDataModule
 from mtl.module import MultiTaskModule
 from mtl.tasks import Task, TaskConfigError
+from mtl.training.checkpoint_io import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +128,14 @@ MODULE_OWNED_TRAINER_KEYS = {
 
 
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list, **kwargs: Any) -> L.Trainer:
-    """`kwargs` go to `Trainer` as well (e.g. `plugins`)."""
+    """`kwargs` go to `Trainer` as well (e.g. `plugins`); checkpoints are written atomically."""
     overrides = {k: v for k, v in MODULE_OWNED_TRAINER_KEYS.items() if k in cfg.trainer}
+    plugins = list(kwargs.pop("plugins", None) or [])
+    if cfg.trainer.get("plugins"):
+        plugins += list(instantiate(cfg.trainer.plugins, _convert_="all"))
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    kwargs["plugins"] = plugins
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,
