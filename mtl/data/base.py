@@ -6,10 +6,18 @@ import os
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+import numpy as np
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mtl.data.augment import BatchAugment
 from mtl.data.resumable import ResumableSampler, reseed_for_batch, training_seed
+from mtl.data.sample_metadata import (
+    label_frequencies,
+    labels_of,
+    pixel_counts_of,
+    pixel_frequencies,
+)
+from mtl.data.samplers import SamplerConfigError, Sampling
 from mtl.tasks import TargetSpec
 
 
@@ -17,7 +25,8 @@ class MultiTaskDataModule(L.LightningDataModule):
     """Batches are `{"image": BxCxHxW, "targets": {name: tensor}, "has_target": {name: B bool}}`.
 
     Subclasses set `in_channels` and `target_specs` (what each target is: kind, classes), which
-    the tasks are checked against before training starts.
+    the tasks are checked against before training starts. The training loader draws with
+    `sampling` (`conf/sampler/`, set by the builders; None = Lightning's shuffle).
     """
 
     in_channels: int = 1
@@ -29,10 +38,31 @@ class MultiTaskDataModule(L.LightningDataModule):
     pin_memory: bool = False
     persistent_workers: bool = False
     shuffle_train: bool = True
+    sampling: Sampling | None = None
 
     def dataset(self, split: str) -> Dataset:
         """The `train`, `val` or `test` split as a map-style dataset of batch dictionaries."""
         raise NotImplementedError
+
+    def set_sampling(self, sampling: Sampling | None) -> None:
+        """Draw training batches with `sampling`; a rebalancing sampler needs shuffling on."""
+        if sampling is not None and sampling.rebalances and not self.shuffle_train:
+            raise SamplerConfigError(
+                f"data.shuffle_train=false asks for a fixed training order, but {sampling} "
+                f"draws at random: use sampler=none or data.shuffle_train=true"
+            )
+        self.sampling = sampling
+
+    def class_frequencies(self, target: str) -> np.ndarray:
+        """Share of each class of `target` in the training split: of the labelled samples
+        for a classification target, of the labelled pixels for a segmentation target."""
+        spec = self.target_specs[target]
+        train = self.dataset("train")
+        if spec.kind == "classification":
+            return label_frequencies(labels_of(train, target), spec.num_classes or 0)
+        if spec.kind == "segmentation":
+            return pixel_frequencies(pixel_counts_of(train, target))
+        raise ValueError(f"target '{target}' of kind '{spec.kind}' has no class frequencies")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.dataset(split)
@@ -50,12 +80,17 @@ class MultiTaskDataModule(L.LightningDataModule):
             drop_last=shuffle and len(dataset) > self.batch_size,
         )
 
-    def _train_sampler(self, dataset: Dataset, shuffle: bool) -> ResumableSampler:
-        """Order fixed by (training seed, epoch), one disjoint share per DDP rank (Lightning
-        keeps a `DistributedSampler` as it is), resumable mid-epoch from a checkpoint."""
+    def _train_sampler(self, dataset: Dataset, shuffle: bool) -> DistributedSampler:
+        """Order fixed by (seed, epoch), one disjoint share per DDP rank (Lightning keeps a
+        `DistributedSampler` as it is and calls its `set_epoch`), resumable mid-epoch."""
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-        sampler = ResumableSampler(dataset, world, rank, shuffle=shuffle, seed=training_seed())
+        if shuffle and self.sampling is not None:
+            sampler = self.sampling.build(
+                dataset, batch_size=self.batch_size, rank=rank, world_size=world
+            )
+        else:  # unshuffled, or no sampler configured: plain seeded permutation per epoch
+            sampler = ResumableSampler(dataset, world, rank, shuffle=shuffle, seed=training_seed())
         if self._resume_point is not None:
             epoch, batches = self._resume_point
             sampler.resume_at(epoch, batches * self.batch_size)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DistributedSampler
 
 
 def training_seed() -> int:
@@ -28,34 +28,29 @@ def training_seed() -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
-class ResumableSampler(DistributedSampler):
-    """`DistributedSampler` (permutation seeded by seed + epoch) that can skip the samples a
-    checkpoint had already consumed in its epoch: `resume_at(epoch, samples)`."""
+class SkipsOnResume:
+    """For an epoch-seeded sampler: `resume_at(epoch, samples)` makes the next iteration of
+    `epoch` start after this rank's first `samples` indices (those its checkpoint trained on).
+    """
 
-    def __init__(
-        self,
-        dataset: Dataset,
-        num_replicas: int = 1,
-        rank: int = 0,
-        shuffle: bool = True,
-        seed: int = 0,
-        drop_last: bool = False,
-    ) -> None:
-        super().__init__(
-            dataset, num_replicas, rank, shuffle=shuffle, seed=seed, drop_last=drop_last
-        )
-        self._skip: tuple[int, int] | None = None
+    epoch: int
+    _skip: tuple[int, int] | None = None
 
     def resume_at(self, epoch: int, samples: int) -> None:
-        """The next iteration of `epoch` starts after this rank's first `samples` indices."""
         self._skip = (int(epoch), int(samples)) if samples > 0 else None
 
-    def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
+    def _after_resume(self, indices: list[int]) -> list[int]:
         if self._skip is not None and self._skip[0] == self.epoch:
             indices = indices[self._skip[1] :]
             self._skip = None
-        return iter(indices)
+        return indices
+
+
+class ResumableSampler(SkipsOnResume, DistributedSampler):
+    """`DistributedSampler` (permutation seeded by seed + epoch) that skips on resume."""
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._after_resume(list(super().__iter__())))
 
 
 def batch_seed(seed: int, batch_count: int) -> int:
