@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from mtl.data.augment import BatchAugment
 from mtl.data.base import MultiTaskDataModule
 from mtl.data.ct_phantom import CLS_CLASSES, SEG_CLASSES, PhantomConfig, generate_slice
+from mtl.data.input_spec import InputSpec
 from mtl.data.normalization import CTFingerprint
 from mtl.data.sample_metadata import check_target, mask_pixel_counts
 from mtl.tasks import TargetSpec
@@ -214,8 +215,19 @@ class SyntheticCTDataModule(MultiTaskDataModule):
 
     # -- checkpointed state: the normalisation used in training ------------------------------
     def state_dict(self) -> dict[str, Any]:
-        fingerprint = self.fingerprint.to_dict() if self.fingerprint else None
-        return {**super().state_dict(), "fingerprint": fingerprint}
+        state: dict[str, Any] = {
+            **super().state_dict(),
+            "fingerprint": self.fingerprint.to_dict() if self.fingerprint else None,
+        }
+        if self.fingerprint is not None:
+            state["input_spec"] = self.input_spec().to_dict()  # for predict.py
+        return state
+
+    def input_spec(self) -> InputSpec:
+        """One CT channel in HU, never resampled (the phantom has no physical spacing)."""
+        assert self.fingerprint is not None, "setup() first"
+        size = self.config.image_size
+        return InputSpec(("CT",), 0, (size, size), None, {0: self.fingerprint}, self.target_specs)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
