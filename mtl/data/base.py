@@ -133,7 +133,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         if trainer is not None and trainer.training and "PL_GLOBAL_SEED" in os.environ:
             # augmentation and dropout of batch n depend on (seed, n) only: resumable exactly
             count = trainer.fit_loop.epoch_loop.batch_progress.total.completed
-            reseed_for_batch(training_seed(), count)
+            reseed_for_batch(training_seed(), count, trainer.global_rank)
         if self.augment is not None and trainer is not None and trainer.training:
             kinds = {name: spec.kind for name, spec in self.target_specs.items()}
             batch = self.augment(batch, kinds)

@@ -25,6 +25,7 @@ from mtl.training.builders import (
     resolved_container,
 )
 from mtl.training.callbacks import LastEpochsCheckpoint
+from mtl.training.config_check import check_config_keys
 from mtl.training.delta_m_report import delta_m_metrics
 from mtl.training.failure import clear_failure, record_failure
 from mtl.training.preemption import Preempted, PreemptionCheckpoint
@@ -87,6 +88,7 @@ def _train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     OmegaConf.save(resolved, output_dir / RUN_CONFIG)
     if cfg.get("extras", {}).get("print_config"):
         log.info("Composed config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    check_config_keys(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, _runs_dir(cfg, output_dir))
@@ -164,6 +166,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
         cfg = with_run_config(cfg, ckpt_path, overrides)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    check_config_keys(cfg)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     loggers = build_loggers(cfg)
