@@ -39,6 +39,7 @@ MODEL_KEY = "model"
 BASELINE_MODEL = "stl"  # `model=stl`: one run trains every task's single-task baseline
 BASELINE_TARGET_SUFFIX = "SingleTaskNets"
 BASELINE_LABEL = "STL"
+OTHER_STL_KEY = "<other STL runs>"  # STL runs in the paths when --baselines names others
 # keys that never tell methods apart (bookkeeping), as a key or a dotted prefix
 NOT_ROW_KEYS: tuple[str, ...] = (
     SEED_KEY,
@@ -301,7 +302,7 @@ def run_delta_m(
     try:
         result = delta_m(results, baseline, dirs, metrics=names)
     except ValueError as err:
-        return nan, names, str(err)
+        return nan, {}, str(err)
     return {f"{DELTA_PREFIX}/{f}": getattr(result, f) for f in DELTA_FORMS}, names, ""
 
 
@@ -472,11 +473,12 @@ def _stl_rows(
     grouped: dict[tuple, Row] = {}
     names = {r.name for r in reference}
     for record in runs:
-        key = _row_key(record, match_keys)
-        suffix = _label(key) if key else ""
         if reference and record.name not in names:
-            key, suffix = (("", "other"),), "not the reference"
-        label = BASELINE_LABEL + (f" ({suffix})" if suffix else "")
+            key: tuple = ((OTHER_STL_KEY, ""),)
+            label = f"{BASELINE_LABEL} (not the reference)"
+        else:
+            key = _row_key(record, match_keys)
+            label = BASELINE_LABEL + (f" ({_label(key)})" if key else "")
         grouped.setdefault(key, Row(label, key, [], baseline=True)).runs.append(record)
     return list(grouped.values())
 

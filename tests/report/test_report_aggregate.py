@@ -233,3 +233,20 @@ def test_stat_of_skips_non_finite_values():
 def test_no_runs():
     with pytest.raises(ReportError, match="no runs found"):
         build_report([])
+
+
+def test_stl_runs_in_the_sweep_stay_apart_when_baselines_name_others(sweep, tmp_path):
+    make_run(
+        tmp_path / "other_stl",
+        seed=0,
+        choices={"model": "stl", "weighting": "ew", "encoder": "unet"},
+        metrics=metrics_of(0.5, 0.8, 0.4),
+    )
+    report = build_report(
+        collect([sweep]), metrics=COLUMNS, baseline_runs=collect([tmp_path / "other_stl"])
+    )
+    rows = rows_by_label(report)
+    assert list(rows) == ["STL", "STL (not the reference)", "ew", "uw"]
+    assert rows["STL"].n == 1 and rows["STL (not the reference)"].n == 2
+    expected = [by_hand(*VALUES["ew", "hps", s], base=[0.5, 0.8, 0.4])[0] for s in (0, 1)]
+    assert rows["ew"].cells["delta_m/per_metric"].mean == pytest.approx(statistics.fmean(expected))
