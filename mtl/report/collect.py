@@ -140,9 +140,19 @@ def collect(paths: Sequence[str | Path]) -> list[RunRecord]:
 def read_run_dir(run_dir: Path, sweep: Path | None = None, order: tuple = ()) -> RunRecord:
     """A `RunRecord` from a run directory's files (never raises on a broken run: a run whose
     files cannot be read is reported as failed, with the reason)."""
-    hydra = _load_yaml(run_dir / HYDRA_DIR / "hydra.yaml").get("hydra", {})
-    config = _run_config(run_dir)
-    overrides = _load_yaml_list(run_dir / HYDRA_DIR / "overrides.yaml")
+    where = str(sweep or run_dir)
+    try:
+        hydra = _load_yaml(run_dir / HYDRA_DIR / "hydra.yaml").get("hydra", {})
+        config = _run_config(run_dir)
+        overrides = _load_yaml_list(run_dir / HYDRA_DIR / "overrides.yaml")
+    except Exception as err:  # a truncated or hand-edited YAML must not stop the report
+        return RunRecord(
+            name=display_path(run_dir),
+            status=FAILED,
+            message=one_line(f"unreadable run files: {type(err).__name__}: {err}"),
+            sweep=where,
+            order=(*order, where, _job_order(None, run_dir)),
+        )
     choices = _clean_choices(hydra.get("runtime", {}).get("choices") or {})
     if not choices and config:
         choices = choices_from_config(config)
@@ -159,8 +169,8 @@ def read_run_dir(run_dir: Path, sweep: Path | None = None, order: tuple = ()) ->
         overrides=parse_overrides(overrides),
         metrics=metrics,
         message=message,
-        sweep=str(sweep or run_dir),
-        order=(*order, str(sweep or run_dir), _job_order(job_num, run_dir)),
+        sweep=where,
+        order=(*order, where, _job_order(job_num, run_dir)),
         history=(lambda: read_csv_log(csv_log)) if csv_log else None,
     )
 

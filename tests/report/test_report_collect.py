@@ -100,6 +100,13 @@ def test_unreadable_metrics_make_a_failed_run(tmp_path):
     assert record.status == FAILED and "unreadable metrics.json" in record.message
 
 
+def test_unreadable_run_files_make_a_failed_run(tmp_path):
+    run = make_run(tmp_path / "run", seed=0, choices={"weighting": "ew"}, metrics={})
+    (run / ".hydra" / "hydra.yaml").write_text("hydra: [unclosed\n")
+    (record,) = collect([tmp_path])
+    assert record.status == FAILED and "unreadable run files" in record.message
+
+
 def test_choices_from_config_recover_group_options():
     config = {
         "weighting": {"_target_": "mtl.weighting.MGDA", "grad_source": "features"},
