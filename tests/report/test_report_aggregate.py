@@ -6,7 +6,7 @@ import math
 import statistics
 
 import pytest
-from conftest import VALUES, metrics_of
+from fixtures.report_sweep import VALUES, make_sweep, metrics_of
 from fixtures.sweeps import make_run
 
 from mtl.metrics import BaselineTable
@@ -16,6 +16,11 @@ from mtl.report.collect import FAILED, MISSING, ReportError, collect
 COLUMNS = ["seg/miou", "seg/pixel_acc", "depth/abs_err"]
 STL = [VALUES["ew", "stl", 0], VALUES["ew", "stl", 1]]
 BASE = [statistics.fmean(v[i] for v in STL) for i in range(3)]  # 0.55, 0.85, 0.5
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    return make_sweep(tmp_path)
 
 
 def by_hand(miou: float, pixel_acc: float, abs_err: float, base=BASE) -> tuple[float, float]:

@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fixtures.report_sweep import make_sweep
 
 from mtl.report.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS = ("table.md", "table.tex", "runs.csv")
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    return make_sweep(tmp_path)
 
 
 def test_report_writes_tables_csv_and_plots(sweep, capsys):

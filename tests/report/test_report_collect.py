@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from fixtures.report_sweep import make_sweep
 from fixtures.sweeps import make_run, write_csv_log, write_multirun
 
 from mtl.report.collect import (
@@ -15,6 +16,11 @@ from mtl.report.collect import (
     find_run_dirs,
     read_csv_log,
 )
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    return make_sweep(tmp_path)
 
 
 def test_collect_finds_every_run_with_its_status(sweep):

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+from fixtures.report_sweep import make_sweep
+from fixtures.sweeps import make_run
+
 from mtl.report.aggregate import build_report
 from mtl.report.collect import collect
 from mtl.report.tables import (
@@ -15,6 +19,11 @@ from mtl.report.tables import (
 )
 
 COLUMNS = ["seg/miou", "seg/pixel_acc", "depth/abs_err"]
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    return make_sweep(tmp_path)
 
 
 def table_rows(markdown: str) -> dict[str, list[str]]:
@@ -80,8 +89,6 @@ def test_latex_escape():
 
 
 def test_one_seed_shows_no_std_and_partial_cells_say_n(tmp_path):
-    from fixtures.sweeps import make_run
-
     make_run(
         tmp_path / "a",
         seed=0,

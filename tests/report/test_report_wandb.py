@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import VALUES, metrics_of
+from fixtures.report_sweep import VALUES, metrics_of
 
 from mtl.report.aggregate import build_report
 from mtl.report.collect import FAILED, MISSING, OK, ReportError
