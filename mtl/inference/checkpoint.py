@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -59,6 +60,12 @@ class _SpecData(MultiTaskDataModule):
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.spec.in_channels, *self.spec.patch_size)
+
+    def class_frequencies(self, target: str) -> np.ndarray:
+        """Uniform placeholders: frequency-derived class weights only shape the training
+        loss, which prediction never computes (and trained buffers come from the checkpoint)."""
+        classes = self.target_specs[target].num_classes or 1
+        return np.full(classes, 1.0 / classes)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -37,9 +37,11 @@ def grads_finite(params: Iterable[torch.nn.Parameter]) -> bool:
         by_device.setdefault((grad.device, grad.dtype), []).append(grad)
     found = []
     for (device, _), group in by_device.items():
-        flag = torch.zeros(1, device=device)
+        # float32 flag and scale whatever the default dtype (64-true sets float64)
+        flag = torch.zeros(1, device=device, dtype=torch.float32)
+        one = torch.ones(1, device=device, dtype=torch.float32)
         # inv_scale 1 leaves the gradients as they are; only the flag is written
-        torch._amp_foreach_non_finite_check_and_unscale_(group, flag, torch.ones(1, device=device))
+        torch._amp_foreach_non_finite_check_and_unscale_(group, flag, one)
         found.append(flag.to(grads[0].device))
     return not bool(torch.cat(found).any())
 

@@ -102,3 +102,14 @@ def test_grads_finite_detects_nan_and_inf():
     b.grad[1] = float("nan")
     assert not grads_finite([a, b])
     assert b.grad[0] == 1.0  # the check does not touch the gradients
+
+
+def test_grads_finite_with_float64_default_dtype():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # what precision=64-true does
+    try:
+        p = torch.nn.Parameter(torch.zeros(2))
+        p.grad = torch.tensor([1.0, float("nan")])
+        assert not grads_finite([p])
+    finally:
+        torch.set_default_dtype(old)
