@@ -122,6 +122,8 @@ class MultiTaskDataModule(L.LightningDataModule):
         super().__init__()
         self.augment = augment
         self._resume_point: tuple[int, int] | None = None
+        # files left out with data.skip_bad: {"split", "file", "error"} (mtl.data.bad_data)
+        self.bad_data: list[dict[str, str]] = []
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

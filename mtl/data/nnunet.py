@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from mtl.data.augment import BatchAugment
+from mtl.data.bad_data import add_skip_hint, check_split_left, skipped_entry
 from mtl.data.base import MultiTaskDataModule
 from mtl.data.input_spec import InputSpec
 from mtl.data.nnunet_cache import (
@@ -48,6 +49,8 @@ from mtl.data.nnunet_layout import (
     LABELS_TS,
     Case,
     DatasetInfo,
+    NnUNetDataError,
+    NnUNetMissingError,
     check_num_training,
     find_cases,
     read_dataset_json,
@@ -91,9 +94,11 @@ class NnUNetDataModule(MultiTaskDataModule):
         persistent_workers: bool = False,
         augment: BatchAugment | None = None,
         shuffle_train: bool = True,
+        skip_bad: bool = False,
     ) -> None:
         super().__init__(augment=augment)
         self.root = _check_root(Path(root).expanduser())
+        self.skip_bad = bool(skip_bad)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root / DEFAULT_CACHE
         self.seed = int(seed)
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
@@ -137,9 +142,10 @@ class NnUNetDataModule(MultiTaskDataModule):
         )
         self.has_seg = any(c.label is not None for c in self.train_cases)
         if not self.has_seg and self.cls_classes is None:
-            raise FileNotFoundError(
+            raise NnUNetMissingError(
                 f"{self.root / LABELS_TR} holds no masks and no classification labels are "
-                f"configured: nothing to train; add masks or set data.cls_csv"
+                f"configured: nothing to train; add masks or set data.cls_csv",
+                self.root / LABELS_TR,
             )
 
         self.entries: dict[str, list[CaseEntry]] = {}
@@ -182,7 +188,7 @@ class NnUNetDataModule(MultiTaskDataModule):
         n_test = 0 if self.test_cases else _share(self.test_fraction, n)
         n_val = _share(self.val_fraction, n)
         if n - n_test - n_val < 1:
-            raise ValueError(
+            raise NnUNetDataError(
                 f"{self.root / IMAGES_TR} holds {n} cases; data.val_fraction="
                 f"{self.val_fraction} and data.test_fraction={self.test_fraction} take {n_val} "
                 f"and {n_test} (at least one each), leaving none to train: add cases, lower "
@@ -233,9 +239,8 @@ class NnUNetDataModule(MultiTaskDataModule):
             foreground_samples=self.foreground_samples,
         )
         self.cache = CaseCache(self.cache_dir, config, self.root, build)
-        entries = {
-            split: [self.cache.get(case) for case in cases] for split, cases in splits.items()
-        }
+        self.bad_data = []
+        entries = {split: self._preprocess(split, cases) for split, cases in splits.items()}
         log.info(
             "nnU-Net cache %s: %d cases preprocessed, %d reused; slices at %s mm",
             self.cache.folder,
@@ -257,9 +262,42 @@ class NnUNetDataModule(MultiTaskDataModule):
                 unlabelled, n_slices,
             )  # fmt: skip
 
+    def _preprocess(self, split: str, cases: list[Case]) -> list[CaseEntry]:
+        """The cached cases of a split; a bad case fails setup, or with `skip_bad` is left out
+        (and listed in `bad_data`). Nothing is cached for a bad case, and its cache key holds
+        its files' size and mtime, so a repaired file is read again."""
+        assert self.cache is not None
+        kept = []
+        for case in cases:
+            try:
+                kept.append(self.cache.get(case))
+            except NnUNetDataError as err:
+                what = f"case {case.name!r}"
+                if not self.skip_bad:
+                    add_skip_hint(err, what)
+                    raise
+                self.bad_data.append(skipped_entry(split, err, case.images[0], what))
+        check_split_left(split, len(kept), self.bad_data, NnUNetDataError, unit="cases")
+        return kept
+
     def _median_spacing(self) -> tuple[float, float]:
-        """nnU-Net's default target: the median spacing over the training cases (headers)."""
-        spacings = [in_plane_spacing(read_header(case.images[0])) for case in self.train_cases]
+        """nnU-Net's default target: the median spacing over the training cases (headers).
+        With `skip_bad`, unreadable headers are left out here and reported when preprocessed."""
+        spacings, errors = [], []
+        for case in self.train_cases:
+            try:
+                spacings.append(in_plane_spacing(read_header(case.images[0])))
+            except NnUNetDataError as err:
+                if not self.skip_bad:
+                    add_skip_hint(err, f"case {case.name!r}")
+                    raise
+                errors.append(err)
+        if not spacings:
+            raise NnUNetDataError(
+                f"no case in {self.root / IMAGES_TR} has a readable header, so there is "
+                f"nothing to train on (data.skip_bad=true); the first: {errors[0]}",
+                errors[0].path,
+            )
         median = np.median(np.asarray(spacings), axis=0)
         return float(median[0]), float(median[1])
 
@@ -354,9 +392,10 @@ class NnUNetDataModule(MultiTaskDataModule):
 # -- options ---------------------------------------------------------------------------------
 def _check_root(root: Path) -> Path:
     if not root.is_dir():
-        raise FileNotFoundError(
+        raise NnUNetMissingError(
             f"data.root={root} does not exist; mtl never downloads data: point data.root at an "
-            f"nnU-Net raw dataset folder (DatasetXXX_Name with dataset.json and imagesTr/)"
+            f"nnU-Net raw dataset folder (DatasetXXX_Name with dataset.json and imagesTr/)",
+            root,
         )
     return root
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from mtl.data.nnunet_layout import Case, NnUNetDataError
+from mtl.data.atomic_io import save_array_atomic, write_json_atomic
+from mtl.data.nnunet_layout import Case, NnUNetDataError, NnUNetMissingError
 from mtl.data.nnunet_preprocess import PreprocessedCase
 from mtl.data.normalization import CTFingerprint
 
@@ -128,7 +127,9 @@ class CaseCache:
             try:
                 stat = path.stat()
             except FileNotFoundError:
-                raise FileNotFoundError(f"{path} is missing (it was listed at setup)") from None
+                raise NnUNetMissingError(
+                    f"{path} is missing (it was listed at setup); restore it", path
+                ) from None
             files.append((_relative(path, self.dataset_root), stat.st_size, stat.st_mtime_ns))
         return digest(files)
 
@@ -219,11 +220,30 @@ def _read_entry(name: str, prefix: Path) -> CaseEntry | None:
     except (OSError, KeyError, TypeError, ValueError) as err:
         log.warning("cache entry %s is unreadable (%s); rebuilding it", meta_path, err)
         return None
-    arrays = [entry.image_path] + ([entry.mask_path] if entry.has_mask else [])
-    if not all(p.is_file() for p in arrays):
-        log.warning("cache entry %s lacks its arrays; rebuilding it", meta_path)
+    problem = _arrays_problem(entry)
+    if problem:
+        log.warning("cache entry %s: %s; rebuilding it", meta_path, problem)
         return None
     return entry
+
+
+def _arrays_problem(entry: CaseEntry) -> str | None:
+    """Why the entry's arrays cannot be served (missing, truncated, other shape), or None.
+
+    Only the `.npy` headers are read (memory-mapping checks the file is long enough), so a
+    cache damaged after it was written is rebuilt instead of failing mid-training."""
+    channels = len(entry.channel_mean)
+    expected = {entry.image_path: (entry.num_slices, channels, entry.height, entry.width)}
+    if entry.has_mask:
+        expected[entry.mask_path] = (entry.num_slices, entry.height, entry.width)
+    for path, shape in expected.items():
+        try:
+            found = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        except (OSError, ValueError, EOFError) as err:
+            return f"{path.name} is missing or unreadable ({err})"
+        if tuple(found) != shape:
+            return f"{path.name} has shape {found}, the entry says {shape}"
+    return None
 
 
 # -- CT fingerprint --------------------------------------------------------------------------
@@ -274,37 +294,18 @@ def load_or_compute_fingerprints(
     return fingerprints
 
 
-# -- atomic writes ---------------------------------------------------------------------------
-def write_json_atomic(path: Path, payload: Any) -> None:
-    _atomic(path, lambda handle: handle.write(json.dumps(payload, indent=2).encode()))
-
-
-def save_array_atomic(path: Path, array: np.ndarray) -> None:
-    _atomic(path, lambda handle: np.save(handle, np.ascontiguousarray(array)))
-
-
-def _atomic(path: Path, write: Callable[[Any], Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load(path: Path, mmap: bool = True) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:
-        raise FileNotFoundError(
+        raise NnUNetMissingError(
             f"cached array {path} is missing; delete its .json beside it (or the cache folder) "
-            f"to rebuild it"
+            f"to rebuild it",
+            path,
         ) from None
     except (ValueError, OSError, EOFError) as err:
         raise NnUNetDataError(
             f"cached array {path} is corrupt ({err}); delete the cache folder {path.parent} "
-            f"to rebuild it"
+            f"to rebuild it",
+            path,
         ) from err

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtl.data.bad_data import BadDataError
+from mtl.data.targets import IGNORE_INDEX
+
 DATASET_JSON = "dataset.json"
 IMAGES_TR, LABELS_TR = "imagesTr", "labelsTr"
 IMAGES_TS, LABELS_TS = "imagesTs", "labelsTs"
@@ -29,8 +32,12 @@ SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".png")
 CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
 
-class NnUNetDataError(ValueError):
+class NnUNetDataError(BadDataError):
     """A file or folder of an nnU-Net raw dataset is missing, unreadable or inconsistent."""
+
+
+class NnUNetMissingError(NnUNetDataError, FileNotFoundError):
+    """The dataset folder, `dataset.json`, `imagesTr/` or a listed file is not there."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +78,11 @@ def read_dataset_json(root: Path) -> DatasetInfo:
     """Parse and check `root/dataset.json`."""
     path = root / DATASET_JSON
     if not path.is_file():
-        raise FileNotFoundError(
+        raise NnUNetMissingError(
             f"{path} is missing: an nnU-Net raw dataset needs dataset.json beside imagesTr/ "
             f"(channel_names, labels, numTraining, file_ending); point data.root at the "
-            f"DatasetXXX_Name folder"
+            f"DatasetXXX_Name folder",
+            path,
         )
     try:
         data = json.loads(path.read_text())
@@ -157,6 +165,11 @@ def _labels(path: Path, labels: Any) -> tuple[tuple[str, ...], int | None]:
             f"{path}: label ids must be 0 (background), 1, 2, ... without gaps, got {ids}; "
             f"renumber the masks and dataset.json"
         )
+    if len(ids) >= IGNORE_INDEX:
+        raise NnUNetDataError(
+            f"{path} declares {len(ids)} labels; at most {IGNORE_INDEX - 1} fit the uint8 "
+            f"masks (id {IGNORE_INDEX} means ignore)"
+        )
     return tuple(by_id[i] for i in ids), ignore_id
 
 
@@ -172,10 +185,11 @@ def find_cases(
     if not images_dir.is_dir():
         if not required:
             return []
-        raise FileNotFoundError(
+        raise NnUNetMissingError(
             f"{images_dir} is missing: the raw format keeps training images in "
             f"{IMAGES_TR}/{{case}}_0000{info.file_ending}; point data.root at the "
-            f"DatasetXXX_Name folder"
+            f"DatasetXXX_Name folder",
+            images_dir,
         )
     channels: dict[str, dict[int, Path]] = {}
     for path in sorted(_data_files(images_dir)):
@@ -192,24 +206,41 @@ def find_cases(
         return []  # an empty optional folder (imagesTs) is no dataset error
     if not channels:
         raise NnUNetDataError(
-            f"{images_dir} holds no {{case}}_0000{info.file_ending} images; copy the dataset "
-            f"there or check file_ending in {info.path}"
+            f"{images_dir} holds no {{case}}_0000{info.file_ending} images: the split is empty; "
+            f"copy the dataset there or check file_ending in {info.path}",
+            images_dir,
         )
     labels = _find_labels(labels_dir, info, set(channels)) if labels_dir is not None else {}
     cases = []
     for name, files in sorted(channels.items()):
         indices = sorted(files)
-        expected = list(range(info.num_channels))
-        ok = indices == expected or (info.is_png and indices == expected[: len(indices)])
-        if not ok:
-            first_missing = next(i for i in expected if i not in files)
-            raise NnUNetDataError(
-                f"{images_dir / f'{name}_{first_missing:04d}{info.file_ending}'} is missing: "
-                f"{info.path} declares {info.num_channels} channel(s) "
-                f"{list(info.channel_names)}, case {name!r} has channels {indices}"
-            )
+        _check_channel_files(images_dir, name, indices, info)
         cases.append(Case(name, tuple(files[i] for i in indices), labels.get(name)))
     return cases
+
+
+def _check_channel_files(
+    images_dir: Path, case: str, indices: list[int], info: DatasetInfo
+) -> None:
+    """Channels `_0000 .. _{n-1}` as dataset.json declares (a PNG may hold RGB in fewer)."""
+    expected = list(range(info.num_channels))
+    if indices == expected or (info.is_png and indices == expected[: len(indices)]):
+        return
+    declared = f"{info.path} declares {info.num_channels} channel(s) {list(info.channel_names)}"
+    extra = [i for i in indices if i not in expected]
+    if extra:
+        path = images_dir / f"{case}_{extra[0]:04d}{info.file_ending}"
+        raise NnUNetDataError(
+            f"unexpected channel file {path}: {declared}, case {case!r} has channels "
+            f"{indices}; remove the file or add the channel to channel_names",
+            path,
+        )
+    missing = next(i for i in expected if i not in indices)
+    path = images_dir / f"{case}_{missing:04d}{info.file_ending}"
+    raise NnUNetMissingError(
+        f"{path} is missing: {declared}, case {case!r} has channels {indices}; restore it",
+        path,
+    )
 
 
 def _find_labels(labels_dir: Path, info: DatasetInfo, cases: set[str]) -> dict[str, Path]:
@@ -222,7 +253,8 @@ def _find_labels(labels_dir: Path, info: DatasetInfo, cases: set[str]) -> dict[s
             raise NnUNetDataError(
                 f"mask {path} has no image {case}_0000{info.file_ending} in "
                 f"{labels_dir.parent / labels_dir.name.replace('labels', 'images')}; masks are "
-                f"named like their case: restore the image or remove the mask"
+                f"named like their case: restore the image or remove the mask",
+                path,
             )
         labels[case] = path
     return labels

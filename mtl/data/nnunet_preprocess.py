@@ -84,7 +84,8 @@ def _check_same_grid(reference: Header, other: Header, tolerance: float) -> None
         raise NnUNetDataError(
             f"{other.path} has shape {other.stored_shape} but {reference.path} has "
             f"{reference.stored_shape}; a case's images and mask must share one voxel grid: "
-            f"resample or re-export the mismatching file"
+            f"resample or re-export the mismatching file",
+            other.path,
         )
     if not np.allclose(reference.affine, other.affine, atol=tolerance, rtol=0):
         raise NnUNetDataError(
@@ -92,7 +93,8 @@ def _check_same_grid(reference: Header, other: Header, tolerance: float) -> None
             f"{np.abs(reference.affine - other.affine).max():.3g} mm (tolerance "
             f"data.affine_tolerance={tolerance:g}); image and mask must lie on the same grid: "
             f"re-export the mask with the image's geometry (or raise the tolerance if the "
-            f"difference is rounding)"
+            f"difference is rounding)",
+            other.path,
         )
 
 
@@ -105,7 +107,8 @@ def _read_channels(case: Case, info: DatasetInfo) -> np.ndarray:
         raise NnUNetDataError(
             f"{case.images[0]} (case {case.name!r}) gives {len(channels)} channel(s) but "
             f"{info.path} declares {info.num_channels} {list(info.channel_names)}; fix "
-            f"channel_names or the case's files"
+            f"channel_names or the case's files",
+            case.images[0],
         )
     return np.stack(channels, axis=-1)
 
@@ -122,12 +125,8 @@ def _check_labels(path: Path, labels: np.ndarray, info: DatasetInfo) -> np.ndarr
         raise NnUNetDataError(
             f"{path} holds label values {bad[:10]} that {info.path} does not declare (labels: "
             f"{declared}{'' if info.ignore_id is None else f', ignore: {info.ignore_id}'}); "
-            f"fix the mask or add the labels to dataset.json"
-        )
-    if len(info.class_names) >= IGNORE_INDEX:
-        raise NnUNetDataError(
-            f"{info.path} declares {len(info.class_names)} labels; at most {IGNORE_INDEX - 1} "
-            f"fit the uint8 masks (id {IGNORE_INDEX} means ignore)"
+            f"fix the mask or add the labels to dataset.json",
+            path,
         )
     out = labels.astype(np.uint8)
     if info.ignore_id is not None:

@@ -18,6 +18,7 @@ import logging
 import math
 import warnings
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,10 +26,13 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from mtl.data.augment import BatchAugment
+from mtl.data.bad_data import add_skip_hint, check_split_left, skipped_entry
 from mtl.data.base import MultiTaskDataModule
 from mtl.data.dense_resize import DEPTH_MODES
+from mtl.data.npy_check import CheckedFiles, check_split_values
 from mtl.data.npy_layout import (
     NpyDataError,
+    NpyMissingError,
     SplitLayout,
     check_header,
     find_modality_folders,
@@ -47,6 +51,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # the archives' folders: their `val` is the test split the papers report
 DISK_TRAIN, DISK_TEST = "train", "val"
+DEFAULT_CACHE = "mtl_cache"  # under data.root when data.cache_dir is null
 
 # NYUv2 13-class labels (Couprie et al. 2013; the class13 list of ankurhanda/nyuv2-meta-data,
 # which MTAN cites) shifted to id = position; -1 = unknown
@@ -119,6 +124,9 @@ class NpyMultiTaskDataModule(MultiTaskDataModule):
         objects_min_pixels: int = 1,
         in_memory: bool = False,
         check_values: bool = True,
+        scan_values: bool = True,
+        skip_bad: bool = False,
+        cache_dir: str | None = None,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -145,6 +153,8 @@ class NpyMultiTaskDataModule(MultiTaskDataModule):
             objects_min_pixels=objects_min_pixels,
             batch_size=batch_size,
             channels=self.in_channels,
+            skip_bad=skip_bad,
+            scans_values=check_values and scan_values,
         )
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -154,6 +164,9 @@ class NpyMultiTaskDataModule(MultiTaskDataModule):
         self.shuffle_train = bool(shuffle_train)
         self.in_memory = bool(in_memory)
         self.check_values = bool(check_values)
+        self.scan_values = bool(scan_values)
+        self.skip_bad = bool(skip_bad)
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root / DEFAULT_CACHE
         if self.val_from_test:
             _warn_test_as_val(type(self).__name__, self.root / DISK_TEST)
 
@@ -171,23 +184,26 @@ class NpyMultiTaskDataModule(MultiTaskDataModule):
             objects_min_pixels=objects_min_pixels,
         )
         self.layouts: dict[str, SplitLayout] = {}
+        self._splits: dict[str, np.ndarray] = {}
         self.readers: dict[str, NpySampleReader] = {}
 
     # -- what is on disk ---------------------------------------------------------------------
     def _find_folders(self, label_dir: str | None) -> dict[str, str]:
         if not self.root.is_dir():
-            raise FileNotFoundError(
+            raise NpyMissingError(
                 f"data.root={self.root} does not exist. mtl never downloads data: get "
                 f"{self.dataset_name} in the MTAN/LibMTL .npy layout yourself "
                 f"({self.download_hint}), unpack it and pass data.root=/path/to/folder (the one "
-                f"holding train/ and val/)"
+                f"holding train/ and val/)",
+                self.root,
             )
         if not (self.root / DISK_TRAIN).is_dir():
             nested = [p for p in self.root.iterdir() if (p / DISK_TRAIN).is_dir()]
             hint = f"; did you mean data.root={nested[0]}?" if nested else ""
-            raise FileNotFoundError(
+            raise NpyMissingError(
                 f"{self.root / DISK_TRAIN} is missing: data.root must be the folder holding "
-                f"train/ and val/{hint}"
+                f"train/ and val/{hint}",
+                self.root / DISK_TRAIN,
             )
         return find_modality_folders(self.root / DISK_TRAIN, self.label_dir_candidates, label_dir)
 
@@ -209,8 +225,10 @@ class NpyMultiTaskDataModule(MultiTaskDataModule):
         available = {t: s for t, s in all_specs.items() if TARGET_SOURCES[t] in self.folders}
         if wanted is None:
             if not available:
-                raise FileNotFoundError(
-                    f"{self.root / DISK_TRAIN} holds no target folder (label, depth, normal)"
+                raise NpyMissingError(
+                    f"{self.root / DISK_TRAIN} holds no target folder (label, depth, normal); "
+                    f"re-extract the dataset",
+                    self.root / DISK_TRAIN,
                 )
             return available
         unknown = [t for t in wanted if t not in all_specs]
@@ -245,14 +263,25 @@ class NpyMultiTaskDataModule(MultiTaskDataModule):
 
     # -- splits ------------------------------------------------------------------------------
     def _scan(self) -> None:
-        """Check both disk splits' files once (headers only), so a broken test split fails
-        before training rather than after it."""
+        """Check both disk splits' files once, headers then values (`scan_values`), so a
+        broken file, in the test split too, fails (or with `skip_bad` is left out) before
+        training rather than during or after it."""
         if self.layouts:
             return
         folders = {m: self.folders[m] for m in self.modalities}
+        bad: dict[str, dict[int, NpyDataError]] = {DISK_TRAIN: {}, DISK_TEST: {}}
         layouts = {
-            split: scan_split(self.root / split, folders) for split in (DISK_TRAIN, DISK_TEST)
+            split: scan_split(self.root / split, folders, partial(self._on_bad, bad[split]))
+            for split in (DISK_TRAIN, DISK_TEST)
         }
+        if self.scan_values and self.check_values:
+            checked = CheckedFiles(self.cache_dir, self.root, len(self.class_names))
+            for split, layout in layouts.items():
+                on_bad = partial(self._on_bad, bad[split])
+                check_split_values(
+                    layout, self.modalities, len(self.class_names), checked, on_bad, bad[split]
+                )
+        splits = self._drop_bad(self._all_split_indices(layouts), bad, layouts)
         train, test = layouts[DISK_TRAIN], layouts[DISK_TEST]
         if self.resize is None and (train.height, train.width) != (test.height, test.width):
             raise NpyDataError(
@@ -260,12 +289,41 @@ class NpyMultiTaskDataModule(MultiTaskDataModule):
                 f"{test.split_dir} holds {test.height} x {test.width}; both splits must share "
                 f"one size (or set data.resize=[H, W])"
             )
+        self._splits = splits
         self.layouts = layouts
 
-    def split_indices(self) -> dict[str, np.ndarray]:
-        """File numbers per split: `train`/`val` from their train (seeded), `test` = their val."""
-        self._scan()
-        n_train, n_test = self.layouts[DISK_TRAIN].count, self.layouts[DISK_TEST].count
+    def _on_bad(self, found: dict[int, NpyDataError], index: int, error: NpyDataError) -> None:
+        if not self.skip_bad:
+            add_skip_hint(error, f"sample {index}")
+            raise error
+        found.setdefault(index, error)
+
+    def _drop_bad(
+        self,
+        splits: dict[str, np.ndarray],
+        bad: dict[str, dict[int, NpyDataError]],
+        layouts: dict[str, SplitLayout],
+    ) -> dict[str, np.ndarray]:
+        """Each split without its bad samples, each of which is warned about and listed in
+        `bad_data` (a test sample used for validation too is listed under both)."""
+        self.bad_data = []
+        kept = {}
+        for split, indices in splits.items():
+            disk = self._disk_split(split)
+            errors = bad[disk]
+            for index in indices:
+                if int(index) in errors:
+                    fallback = layouts[disk].path("image", int(index))
+                    what = f"sample {int(index)} of {layouts[disk].split_dir}"
+                    self.bad_data.append(skipped_entry(split, errors[int(index)], fallback, what))
+            kept[split] = np.asarray([i for i in indices if int(i) not in errors], dtype=np.int64)
+            check_split_left(split, len(kept[split]), self.bad_data, NpyDataError)
+        return kept
+
+    def _all_split_indices(self, layouts: dict[str, SplitLayout]) -> dict[str, np.ndarray]:
+        """File numbers per split before bad samples are dropped (so dropping one never
+        moves another sample between train and val)."""
+        n_train, n_test = layouts[DISK_TRAIN].count, layouts[DISK_TEST].count
         if self.val_from_test:
             return {
                 "train": np.arange(n_train),
@@ -274,9 +332,10 @@ class NpyMultiTaskDataModule(MultiTaskDataModule):
             }
         n_val = math.floor(self.val_fraction * n_train + 0.5)  # half up: 79.5 -> 80
         if not 1 <= n_val < n_train:
-            raise ValueError(
-                f"data.val_fraction={self.val_fraction} of {n_train} training samples gives "
-                f"{n_val} for validation; choose a fraction that leaves both splits non-empty"
+            raise NpyDataError(
+                f"data.val_fraction={self.val_fraction} of the {n_train} samples in "
+                f"{layouts[DISK_TRAIN].split_dir} gives {n_val} for validation, leaving a "
+                f"split empty; choose a fraction that leaves both splits non-empty"
             )
         order = np.random.default_rng(self.seed).permutation(n_train)
         return {
@@ -285,24 +344,37 @@ class NpyMultiTaskDataModule(MultiTaskDataModule):
             "test": np.arange(n_test),
         }
 
+    def split_indices(self) -> dict[str, np.ndarray]:
+        """File numbers per split: `train`/`val` from their train (seeded), `test` = their
+        val; bad samples left out when `skip_bad`."""
+        self._scan()
+        return {split: indices.copy() for split, indices in self._splits.items()}
+
     def _disk_split(self, split: str) -> str:
         if split == "test" or (split == "val" and self.val_from_test):
             return DISK_TEST
         return DISK_TRAIN
 
     # -- Lightning hooks ---------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Once per node before the ranks' `setup`: the value pass records what it checked,
+        so the other ranks only compare sizes and modification times."""
+        self._scan()
+
     def setup(self, stage: str | None = None) -> None:
         self._scan()
 
     def _reader(self, disk_split: str) -> NpySampleReader:
         if disk_split not in self.readers:
             self._scan()
+            used = [self._splits[s] for s in self._splits if self._disk_split(s) == disk_split]
             self.readers[disk_split] = NpySampleReader(
                 self.layouts[disk_split],
                 self.modalities,
                 num_classes=len(self.class_names),
                 check=self.check_values,
                 in_memory=self.in_memory,
+                indices=np.unique(np.concatenate(used)),
             )
         return self.readers[disk_split]
 
@@ -326,8 +398,15 @@ def _check_options(
     objects_min_pixels: int,
     batch_size: int,
     channels: int,
+    skip_bad: bool,
+    scans_values: bool,
 ) -> None:
     """Fail on a bad option before any file is touched, saying which key to change."""
+    if skip_bad and not scans_values:
+        raise ValueError(
+            "data.skip_bad=true leaves bad samples out before training, so it needs the value "
+            "pass at setup: set data.scan_values=true and data.check_values=true"
+        )
     if not class_names:
         raise ValueError("data.class_names is required: one name per label id (0, 1, ...)")
     if not 0.0 <= val_fraction < 1.0:

@@ -33,7 +33,8 @@ class NpySampleReader:
     """Raw arrays of one split, read lazily per sample (memory-mapped) or all held in memory.
 
     Lazy reading keeps memory flat (NYUv2's training images alone are ~1 GB as float32);
-    `in_memory` trades that memory for no file access per step. Values are checked on read.
+    `in_memory` trades that memory for no file access per step, holding the samples `indices`
+    (default all; the datamodule leaves out samples skipped as bad). Values are checked on read.
     """
 
     def __init__(
@@ -43,16 +44,16 @@ class NpySampleReader:
         num_classes: int,
         check: bool = True,
         in_memory: bool = False,
+        indices: Sequence[int] | None = None,
     ) -> None:
         self.layout = layout
         self.modalities = tuple(modalities)
         self.num_classes = num_classes
         self.check = check
-        self.cache: dict[str, list[np.ndarray]] | None = None
+        self.cache: dict[int, dict[str, np.ndarray]] | None = None
         if in_memory:
-            self.cache = {
-                m: [self._load(m, i) for i in range(layout.count)] for m in self.modalities
-            }
+            held = range(layout.count) if indices is None else indices
+            self.cache = {int(i): {m: self._load(m, int(i)) for m in self.modalities} for i in held}
 
     def __len__(self) -> int:
         return self.layout.count
@@ -66,7 +67,7 @@ class NpySampleReader:
 
     def read(self, index: int) -> dict[str, np.ndarray]:
         if self.cache is not None:
-            return {m: self.cache[m][index] for m in self.modalities}
+            return self.cache[index]
         return {m: self._load(m, index) for m in self.modalities}
 
 

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mtl.data.bad_data import write_bad_data_report
 from mtl.models.complexity import model_complexity
 from mtl.training.builders import (
     ConfigError,
@@ -149,6 +150,7 @@ def _train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
 
     if trainer.is_global_zero:
         write_json_atomic(output_dir / METRICS_FILE, metrics)
+        write_bad_data_report(datamodule, output_dir)
         if cfg.get("extras", {}).get("print_metrics"):
             print_metrics_table(metrics, f"Results ({output_dir / METRICS_FILE})")
     return metrics
