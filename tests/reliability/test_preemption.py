@@ -138,3 +138,35 @@ def test_stopped_and_resumed_equals_uninterrupted(tmp_path, weighting):
         torch.testing.assert_close(got[key], want[key], rtol=0, atol=0, msg=key)
     tested = {k: v for k, v in expected.items() if k.startswith("test/")}
     assert {k: metrics[k] for k in tested} == pytest.approx(tested, nan_ok=True, rel=0, abs=0)
+
+
+def test_ddp_ranks_stop_together_when_one_rank_is_signalled(tmp_path):
+    """SIGUSR1 on rank 0 only: every rank stops after the same batch (none waits forever in
+    an all-reduce) and the checkpoint is written once."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *EPOCHS3,
+            "trainer=ddp_cpu",
+            "trainer.strategy=ddp",  # one process per rank, as on a cluster
+            *_signal_at(1, "SIGUSR1"),
+            "+callbacks.fault.rank=0",
+            f"hydra.run.dir={run_dir}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"paths.data_dir={tmp_path / 'data'}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == EXIT_PREEMPTED, result.stderr[-3000:]
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 2
