@@ -25,6 +25,7 @@ from mtl.training.builders import (
 from mtl.training.callbacks import LastEpochsCheckpoint
 from mtl.training.delta_m_report import delta_m_metrics
 from mtl.training.results import print_metrics_table, to_floats, write_json_atomic
+from mtl.training.sweep_job import start_job
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ def _finish_wandb() -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Seed, build, fit, test with the best checkpoint, write `metrics.json`; returns it."""
     output_dir = Path(cfg.paths.output_dir)
+    if (finished := start_job(cfg, output_dir)) is not None:
+        return finished  # skip_finished: this job's folder holds its results already
     output_dir.mkdir(parents=True, exist_ok=True)
     resolved = resolved_container(cfg)
     OmegaConf.save(resolved, output_dir / RUN_CONFIG)

@@ -1,0 +1,148 @@
+"""What a job of a Hydra multirun does before it trains.
+
+Two things make a sweep safe to re-run and to run with DDP:
+
+- **Skip finished jobs** (`skip_finished=true`, set by `experiments/run.py`): a job whose
+  folder already holds `metrics.json` written by a run of the *same* config returns those
+  metrics instead of training again. Hydra rewrites `.hydra/overrides.yaml` before the job
+  starts, so the comparison uses the resolved `config.yaml` that the finished run saved.
+  A `metrics.json` left by a different config is moved aside (`metrics.json.stale`), so a
+  `metrics.json` in a folder always belongs to the last run that started there.
+- **DDP inside a multirun**: Lightning's `ddp` strategy starts one process per extra device
+  by re-running this script with `sys.argv`, which in a multirun would re-run the whole
+  sweep (Lightning #11300, Hydra #2070): here the command line becomes this job's own
+  overrides, in this job's folder, so the children run exactly this job. And the previous
+  job's DDP leaves a process group whose peers have exited and `LOCAL_RANK`/`MASTER_PORT`
+  in the environment (the next job would then wait for ranks that never come, or talk to
+  dead ones): both are reset before each job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+# top-level config keys that do not change what a run computes: a finished run is reused
+# when everything else is equal
+IGNORED_KEYS = ("paths", "logger", "extras", "tags", "group", "job_type", "skip_finished")
+
+# options of Hydra's command line that take a separate value (`-cn train`)
+_VALUE_FLAGS = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir"}
+_MULTIRUN_FLAGS = {"-m", "--multirun"}
+# what Lightning's DDP launchers put in the environment of the launching process
+_DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+_original_argv: list[str] | None = None
+_original_env: dict[str, str | None] | None = None
+
+
+def start_job(cfg: DictConfig, output_dir: Path) -> dict[str, float] | None:
+    """Call first in `train()`: returns the stored metrics when this job is already done
+    (the caller returns them), else prepares the job and returns None."""
+    finished = finished_metrics(cfg, output_dir)
+    if finished is None and in_multirun():
+        reset_distributed_state()
+        use_job_command_line()
+    return finished
+
+
+def in_multirun() -> bool:
+    """True inside a job of a Hydra multirun (not in single runs or the compose API)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def reset_distributed_state() -> None:
+    """Leave no process group and no DDP environment from an earlier job of this process."""
+    import torch.distributed as dist
+
+    global _original_env
+    if _original_env is None:
+        _original_env = {key: os.environ.get(key) for key in _DDP_ENV}
+    for key, value in _original_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def finished_metrics(cfg: DictConfig, output_dir: Path) -> dict[str, float] | None:
+    """The metrics of a finished run of this same config in `output_dir`, or None."""
+    from mtl.training.run import METRICS_FILE, RUN_CONFIG
+
+    if not cfg.get("skip_finished"):
+        return None
+    metrics_path = output_dir / METRICS_FILE
+    if not metrics_path.is_file():
+        return None
+    config_path = output_dir / RUN_CONFIG
+    if config_path.is_file() and same_run_config(OmegaConf.load(config_path), cfg):
+        log.info("Skipping %s: finished before with the same config (skip_finished)", output_dir)
+        return json.loads(metrics_path.read_text())
+    stale = metrics_path.with_name(metrics_path.name + ".stale")
+    log.warning(
+        "%s was written by a run with a different config; moved to %s and training again",
+        metrics_path,
+        stale.name,
+    )
+    metrics_path.replace(stale)
+    return None
+
+
+def same_run_config(saved: DictConfig, cfg: DictConfig) -> bool:
+    """True when two configs train the same thing (all keys but `IGNORED_KEYS` equal)."""
+    return _comparable(saved) == _comparable(cfg)
+
+
+def _comparable(cfg: DictConfig) -> dict[str, Any]:
+    # a YAML round trip, so values compare as the saved config.yaml stores them
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert isinstance(container, dict)
+    plain = {k: v for k, v in container.items() if k not in IGNORED_KEYS}
+    loaded = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(plain)))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def use_job_command_line() -> None:
+    """In a multirun job, make `sys.argv` and Hydra's run dir this job's own (see module doc)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not in_multirun():
+        return
+    hydra_cfg = HydraConfig.get()
+    global _original_argv
+    if _original_argv is None:
+        _original_argv = list(sys.argv)
+    sys.argv = [_original_argv[0], *_flags(_original_argv[1:]), *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
+def _flags(args: list[str]) -> list[str]:
+    """Hydra's command-line options without the multirun flag and without overrides."""
+    kept: list[str] = []
+    take_next = False
+    for arg in args:
+        if take_next:
+            kept.append(arg)
+            take_next = False
+        elif arg in _MULTIRUN_FLAGS:
+            continue
+        elif arg in _VALUE_FLAGS:
+            kept.append(arg)
+            take_next = True
+        elif arg.startswith("-"):
+            kept.append(arg)
+    return kept
