@@ -106,13 +106,31 @@ def same_run_config(saved: DictConfig, cfg: DictConfig) -> bool:
 
 
 def _comparable(cfg: DictConfig) -> dict[str, Any]:
-    # a YAML round trip, so values compare as the saved config.yaml stores them
+    """The resolved config without `IGNORED_KEYS`, with the `paths` values written back as
+    `${paths.<key>}` wherever they appear (`data.cache_dir`, `trainer.default_root_dir`), so
+    a sweep folder that moved still counts as the same run; YAML round-tripped, so values
+    compare as the saved config.yaml stores them."""
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     assert isinstance(container, dict)
-    plain = {k: v for k, v in container.items() if k not in IGNORED_KEYS}
+    paths = container.get("paths") or {}
+    found = [(str(v), f"${{paths.{k}}}") for k, v in paths.items() if isinstance(v, str) and v]
+    found.sort(key=lambda item: len(item[0]), reverse=True)  # output_dir before log_dir
+    plain = {k: _unpath(v, found) for k, v in container.items() if k not in IGNORED_KEYS}
     loaded = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(plain)))
     assert isinstance(loaded, dict)
     return loaded
+
+
+def _unpath(value: Any, paths: list[tuple[str, str]]) -> Any:
+    if isinstance(value, dict):
+        return {k: _unpath(v, paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unpath(v, paths) for v in value]
+    if isinstance(value, str):
+        for path, name in paths:
+            if value == path or value.startswith(path + "/"):
+                return name + value[len(path) :]
+    return value
 
 
 def use_job_command_line() -> None:
