@@ -2,7 +2,7 @@
 
 A spec names overrides for every run, the swept axes (one run per combination, times the
 seeds), baseline runs, per-size changes and report options; `AblationSpec.plan(size)` turns
-it into the Hydra multiruns to launch (`Sweep`). See `experiments/ablations/README.md`.
+it into the Hydra multiruns to launch (`Sweep`). Format: README, "Sweeps and ablations".
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def test_dry_run_prints_the_exact_commands(capsys, tmp_path):
     assert "model=stl weighting=ew seed=0 skip_finished=true" in lines[0]
     assert f"hydra.sweep.dir={base}/baseline_stl" in lines[0]
     assert "job_type=baseline" in lines[0]
-    assert "weighting=ew,uw,dwa,famo,pcgrad,mgda seed=0 " in lines[1]
+    assert "weighting=ew,uw,famo,pcgrad,mgda seed=0 " in lines[1]
     assert "'tags=[weighting_ct,quick]'" in lines[1]
     assert "'hydra.sweep.subdir=${hydra.job.override_dirname}'" in lines[1]
     assert lines[2].endswith(
