@@ -32,6 +32,13 @@ from torchmetrics import MetricCollection
 from mtl.dtypes import at_least_fp32
 from mtl.models.architectures import MultiTaskNet
 from mtl.tasks import Task
+from mtl.training.nonfinite import (
+    NONFINITE_POLICIES,
+    NonFiniteLossError,
+    describe,
+    grads_finite,
+    nonfinite_tasks,
+)
 from mtl.training.schedule import LRSchedule
 from mtl.training.task_gradients import (
     all_reduce_mean,
@@ -58,6 +65,9 @@ class MultiTaskModule(L.LightningModule):
     `diagnostics_every`: every N optimizer steps, log per-task gradient norms and pairwise
     cosines of the shared-parameter gradients (free for gradient methods on steps that
     compute them; k extra backwards otherwise); 0 turns it off.
+    `nonfinite`: what a NaN/Inf task loss or gradient does, `skip` the optimizer step
+    (counted in `train/nonfinite_skipped`) or `stop` with `NonFiniteLossError`;
+    `max_nonfinite_skips` consecutive skips stop the run too (it has diverged).
     """
 
     def __init__(
@@ -73,6 +83,8 @@ class MultiTaskModule(L.LightningModule):
         accumulate_grad_batches: int = 1,
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str = "norm",
+        nonfinite: str = "skip",
+        max_nonfinite_skips: int = 20,
     ) -> None:
         super().__init__()
         if list(tasks) != net.task_names or list(tasks) != weighting.task_names:
@@ -112,7 +124,15 @@ class MultiTaskModule(L.LightningModule):
                 f"gradient_clip_algorithm must be one of {CLIP_ALGORITHMS}, "
                 f"got {gradient_clip_algorithm!r}"
             )
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(
+                f"module.nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}"
+            )
         self.automatic_optimization = False
+        self.nonfinite = nonfinite
+        self.max_nonfinite_skips = int(max_nonfinite_skips)
+        self.nonfinite_skipped = 0  # optimizer steps skipped so far (saved in checkpoints)
+        self._consecutive_skips = 0
         self.net = net
         self.has_shared = net.has_shared_parameters
         self.tasks = nn.ModuleDict(dict(tasks))
@@ -227,9 +247,10 @@ class MultiTaskModule(L.LightningModule):
         shared = {id(p) for p in self._shared_params()}
         return [p for p in self.net.parameters() if p.requires_grad and id(p) not in shared]
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor | None:
         acc = self.accumulate_grad_batches
-        first = batch_idx % acc == 0
+        # a run resumed mid-window (preempted there) starts a new window
+        first = batch_idx % acc == 0 or not self._window
         last = (batch_idx + 1) % acc == 0 or batch_idx + 1 == self.trainer.num_training_batches
         opt = self.optimizers()
         if first:
@@ -238,6 +259,8 @@ class MultiTaskModule(L.LightningModule):
                 self.weighting.needs_new_weights()
             )
             self._window = {"new_weights": new_weights, "loss_sum": None, "count": 0}
+            # a skipped step must not keep what its NaN batches did to BatchNorm statistics
+            self._window["norm_stats"] = [b.clone() for b in self._norm_buffers()]
         mode = self._step_mode()
         image = batch["image"].contiguous(memory_format=self.memory_format)
         features: list[Tensor] = []
@@ -257,6 +280,12 @@ class MultiTaskModule(L.LightningModule):
         losses = torch.stack(separate)
         global_losses = all_reduce_mean(losses.detach())
         window = self._window
+        if window.get("skip") or self._nonfinite_losses(global_losses, batch_idx):
+            # every rank sees the same averaged losses, so all of them skip together
+            window["skip"] = True
+            if last:
+                self._skip_step(opt, batch["image"].shape[0])
+            return None
         window["loss_sum"] = global_losses if first else window["loss_sum"] + global_losses
         window["count"] += 1
         window["last_global_losses"] = global_losses
@@ -402,12 +431,14 @@ class MultiTaskModule(L.LightningModule):
             self._apply_params_update()
         elif self._step_mode() == "linear":
             weighting.observe_losses(mean_losses)
-        skip = window.get("nonfinite", False) and self._loss_scale() == 1.0
-        if skip:  # without a GradScaler nobody else would stop a NaN update
-            log.warning("non-finite task gradients at step %d: update skipped", self.global_step)
-            opt.zero_grad(set_to_none=True)
-        else:
-            opt.step()  # clipping in `on_before_optimizer_step`; GradScaler skips inf/NaN
+        if self._loss_scale() == 1.0 and (
+            window.get("nonfinite", False) or not grads_finite(self.parameters())
+        ):  # without a GradScaler nobody else would stop a NaN update
+            self._nonfinite_event(f"non-finite gradients at step {self.global_step}")
+            self._skip_step(opt, batch["image"].shape[0])
+            return
+        self._consecutive_skips = 0
+        opt.step()  # clipping in `on_before_optimizer_step`; GradScaler skips inf/NaN
         if weighting.needs_losses_after_step and not window.get("nonfinite", False):
             with torch.no_grad(), frozen_batchnorm_stats(self.net):
                 after = self.task_losses(self(batch["image"]), batch)
@@ -416,6 +447,62 @@ class MultiTaskModule(L.LightningModule):
         weighting.step_done()
         self._step_schedulers("step")
         self._log_step(batch["image"].shape[0])
+
+    def _nonfinite_losses(self, global_losses: Tensor, batch_idx: int) -> bool:
+        bad = nonfinite_tasks(list(self.tasks), global_losses)
+        if bad:
+            self._nonfinite_event(
+                f"non-finite loss in task(s) {', '.join(bad)} at step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}): "
+                f"{describe(list(self.tasks), global_losses)}"
+            )
+        return bool(bad)
+
+    def _nonfinite_event(self, what: str) -> None:
+        """Apply the `nonfinite` policy to one bad optimizer step."""
+        fix = (
+            "check the inputs of that batch (NaN pixels?), lower the learning rate, or use "
+            "gradient clipping (trainer.gradient_clip_val=1.0)"
+        )
+        if self.nonfinite == "stop":
+            raise NonFiniteLossError(f"{what}; stopped (module.nonfinite=stop): {fix}")
+        if self._consecutive_skips + 1 > self.max_nonfinite_skips:
+            raise NonFiniteLossError(
+                f"{what}; {self._consecutive_skips} steps in a row were already skipped, "
+                f"more than module.max_nonfinite_skips={self.max_nonfinite_skips}: the run "
+                f"diverged; {fix}"
+            )
+        log.warning("%s; optimizer step skipped (module.nonfinite=skip)", what)
+
+    def _norm_buffers(self) -> list[Tensor]:
+        """Floating-point buffers of the network (BatchNorm running statistics)."""
+        return [b for b in self.net.buffers() if b.is_floating_point()]
+
+    def _skip_step(self, opt: Any, batch_size: int) -> None:
+        """Drop the accumulated update and restore the norm statistics of the window;
+        schedules, weighting and step count stay put."""
+        opt.zero_grad(set_to_none=True)
+        self._window.pop("grads", None)
+        saved = self._window.get("norm_stats")
+        if saved is not None:
+            with torch.no_grad():
+                for buffer, value in zip(self._norm_buffers(), saved, strict=True):
+                    buffer.copy_(value)
+        self.nonfinite_skipped += 1
+        self._consecutive_skips += 1
+        self.log(
+            "train/nonfinite_skipped",
+            float(self.nonfinite_skipped),
+            on_step=True,
+            on_epoch=False,
+            batch_size=batch_size,
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mtl_nonfinite_skipped"] = self.nonfinite_skipped
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.nonfinite_skipped = int(checkpoint.get("mtl_nonfinite_skipped", 0))
 
     def _record_gram(self, gram: Tensor) -> None:
         self.last_gradient_gram = gram.detach().float().cpu()

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning as L
+import numpy as np
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mtl.data.augment import BatchAugment
+from mtl.data.resumable import ResumableSampler, reseed_for_batch, training_seed
+from mtl.data.sample_metadata import (
+    label_frequencies,
+    labels_of,
+    pixel_counts_of,
+    pixel_frequencies,
+)
+from mtl.data.samplers import SamplerConfigError, Sampling
 from mtl.tasks import TargetSpec
 
 
@@ -15,7 +25,8 @@ class MultiTaskDataModule(L.LightningDataModule):
     """Batches are `{"image": BxCxHxW, "targets": {name: tensor}, "has_target": {name: B bool}}`.
 
     Subclasses set `in_channels` and `target_specs` (what each target is: kind, classes), which
-    the tasks are checked against before training starts.
+    the tasks are checked against before training starts. The training loader draws with
+    `sampling` (`conf/sampler/`, set by the builders; None = Lightning's shuffle).
     """
 
     in_channels: int = 1
@@ -27,21 +38,37 @@ class MultiTaskDataModule(L.LightningDataModule):
     pin_memory: bool = False
     persistent_workers: bool = False
     shuffle_train: bool = True
+    sampling: Sampling | None = None
 
     def dataset(self, split: str) -> Dataset:
         """The `train`, `val` or `test` split as a map-style dataset of batch dictionaries."""
         raise NotImplementedError
 
+    def set_sampling(self, sampling: Sampling | None) -> None:
+        """Draw training batches with `sampling`; a rebalancing sampler needs shuffling on."""
+        if sampling is not None and sampling.rebalances and not self.shuffle_train:
+            raise SamplerConfigError(
+                f"data.shuffle_train=false asks for a fixed training order, but {sampling} "
+                f"draws at random: use sampler=none or data.shuffle_train=true"
+            )
+        self.sampling = sampling
+
+    def class_frequencies(self, target: str) -> np.ndarray:
+        """Share of each class of `target` in the training split: of the labelled samples
+        for a classification target, of the labelled pixels for a segmentation target."""
+        spec = self.target_specs[target]
+        train = self.dataset("train")
+        if spec.kind == "classification":
+            return label_frequencies(labels_of(train, target), spec.num_classes or 0)
+        if spec.kind == "segmentation":
+            return pixel_frequencies(pixel_counts_of(train, target))
+        raise ValueError(f"target '{target}' of kind '{spec.kind}' has no class frequencies")
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.dataset(split)
         sampler = None
-        trainer = self.trainer
-        if split == "train" and not shuffle and trainer is not None and trainer.world_size > 1:
-            # Lightning always shuffles a training loader it distributes; a fixed order under
-            # DDP needs our own sampler (rank r takes samples r, r + N, ...)
-            sampler = DistributedSampler(
-                dataset, trainer.world_size, trainer.global_rank, shuffle=False
-            )
+        if split == "train":
+            sampler = self._train_sampler(dataset, shuffle)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
@@ -52,6 +79,35 @@ class MultiTaskDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers,
             drop_last=shuffle and len(dataset) > self.batch_size,
         )
+
+    def _train_sampler(self, dataset: Dataset, shuffle: bool) -> DistributedSampler:
+        """Order fixed by (seed, epoch), one disjoint share per DDP rank (Lightning keeps a
+        `DistributedSampler` as it is and calls its `set_epoch`), resumable mid-epoch."""
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        if shuffle and self.sampling is not None:
+            sampler = self.sampling.build(
+                dataset, batch_size=self.batch_size, rank=rank, world_size=world
+            )
+        else:  # unshuffled, or no sampler configured: plain seeded permutation per epoch
+            sampler = ResumableSampler(dataset, world, rank, shuffle=shuffle, seed=training_seed())
+        if self._resume_point is not None:
+            epoch, batches = self._resume_point
+            sampler.resume_at(epoch, batches * self.batch_size)
+            self._resume_point = None
+        return sampler
+
+    # -- checkpoints: where in its epoch the run was -----------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return {"epoch": trainer.current_epoch, "batches_done": int(done)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "epoch" in state_dict:
+            self._resume_point = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=self.shuffle_train)
@@ -65,6 +121,7 @@ class MultiTaskDataModule(L.LightningDataModule):
     def __init__(self, augment: BatchAugment | None = None) -> None:
         super().__init__()
         self.augment = augment
+        self._resume_point: tuple[int, int] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -72,7 +129,12 @@ class MultiTaskDataModule(L.LightningDataModule):
         raise NotImplementedError(f"{type(self).__name__} does not report its input_shape")
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.augment is not None and self.trainer is not None and self.trainer.training:
+        trainer = self.trainer
+        if trainer is not None and trainer.training and "PL_GLOBAL_SEED" in os.environ:
+            # augmentation and dropout of batch n depend on (seed, n) only: resumable exactly
+            count = trainer.fit_loop.epoch_loop.batch_progress.total.completed
+            reseed_for_batch(training_seed(), count, trainer.global_rank)
+        if self.augment is not None and trainer is not None and trainer.training:
             kinds = {name: spec.kind for name, spec in self.target_specs.items()}
             batch = self.augment(batch, kinds)
         return batch

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from torch.utils.data import Dataset
 from mtl.data.augment import BatchAugment
 from mtl.data.base import MultiTaskDataModule
 from mtl.data.ct_phantom import CLS_CLASSES, SEG_CLASSES, PhantomConfig, generate_slice
+from mtl.data.input_spec import InputSpec
 from mtl.data.normalization import CTFingerprint
+from mtl.data.sample_metadata import check_target, mask_pixel_counts
 from mtl.tasks import TargetSpec
 
 log = logging.getLogger(__name__)
@@ -49,9 +52,15 @@ class CTSliceArrays:
     def __len__(self) -> int:
         return len(self.indices)
 
+    @cached_property
+    def pixel_counts(self) -> np.ndarray:
+        """(N, classes) pixels of each SEG_CLASSES id per slice, counted once on first use."""
+        return mask_pixel_counts(self.masks, len(SEG_CLASSES))
+
 
 class CTSliceDataset(Dataset):
-    """Normalised slices as the batch dictionary the module expects."""
+    """Normalised slices as the batch dictionary the module expects; reports each slice's
+    lesion class and mask classes from memory (`mtl.data.sample_metadata`)."""
 
     def __init__(self, arrays: CTSliceArrays, fingerprint: CTFingerprint) -> None:
         self.arrays = arrays
@@ -71,6 +80,14 @@ class CTSliceDataset(Dataset):
             "has_target": {"seg": True, "cls": True},
             "index": int(self.arrays.indices[i]),
         }
+
+    def class_labels(self, target: str) -> np.ndarray:
+        check_target(["cls"], target, type(self).__name__, "classification")
+        return self.arrays.labels
+
+    def class_pixel_counts(self, target: str) -> np.ndarray:
+        check_target(["seg"], target, type(self).__name__, "segmentation")
+        return self.arrays.pixel_counts
 
 
 class SyntheticCTDataModule(MultiTaskDataModule):
@@ -198,9 +215,22 @@ class SyntheticCTDataModule(MultiTaskDataModule):
 
     # -- checkpointed state: the normalisation used in training ------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint.to_dict() if self.fingerprint else None}
+        state: dict[str, Any] = {
+            **super().state_dict(),
+            "fingerprint": self.fingerprint.to_dict() if self.fingerprint else None,
+        }
+        if self.fingerprint is not None:
+            state["input_spec"] = self.input_spec().to_dict()  # for predict.py
+        return state
+
+    def input_spec(self) -> InputSpec:
+        """One CT channel in HU, never resampled (the phantom has no physical spacing)."""
+        assert self.fingerprint is not None, "setup() first"
+        size = self.config.image_size
+        return InputSpec(("CT",), 0, (size, size), None, {0: self.fingerprint}, self.target_specs)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         if state_dict.get("fingerprint"):
             restored = CTFingerprint.from_dict(state_dict["fingerprint"])
             self._restored_fingerprint = restored

@@ -32,6 +32,7 @@ import numpy as np
 
 from mtl.data.augment import BatchAugment
 from mtl.data.base import MultiTaskDataModule
+from mtl.data.input_spec import InputSpec
 from mtl.data.nnunet_cache import (
     CaseCache,
     CaseEntry,
@@ -310,13 +311,31 @@ class NnUNetDataModule(MultiTaskDataModule):
 
     # -- checkpointed state: the normalisation and geometry used in training -----------------
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
+            **super().state_dict(),
             "fingerprints": {str(c): fp.to_dict() for c, fp in self.fingerprints.items()},
             "target_spacing": list(self.resolved_spacing) if self.resolved_spacing else None,
             "slice_size": list(self.slice_size) if self.slice_size else None,
         }
+        if self.entries:
+            state["input_spec"] = self.input_spec().to_dict()  # for predict.py
+        return state
+
+    def input_spec(self) -> InputSpec:
+        """Channels, CT fingerprint, spacing, 2.5D context, slice size and targets."""
+        self._prepare()
+        assert self.slice_size is not None and self.resolved_spacing is not None
+        return InputSpec(
+            self.info.channel_names,
+            self.context,
+            self.slice_size,
+            self.resolved_spacing,
+            self.fingerprints,
+            self.target_specs,
+        )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         restored = {
             int(c): CTFingerprint.from_dict(d) for c, d in state_dict["fingerprints"].items()
         }

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from mtl.data.nnunet_layout import NnUNetDataError
+from mtl.data.sample_metadata import MISSING
 
 CLS_LEVELS = ("slice", "case")
 RULE_KINDS = ("has_label", "min_voxels")
-MISSING = -1
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from mtl.data.nnunet_cache import CaseEntry
 from mtl.data.nnunet_cls import MISSING
 from mtl.data.normalization import CTFingerprint
+from mtl.data.sample_metadata import MetadataError, check_target
 from mtl.data.targets import IGNORE_INDEX
 
 SCHEME_CT, SCHEME_NONE, SCHEME_RGB, SCHEME_ZSCORE = "ct", "nonorm", "rgb_to_0_1", "zscore"
@@ -101,7 +102,13 @@ def fit_to_size(
 
 class NnUNetSlices(Dataset):
     """Every axial slice of `entries`, as batch items; `cls_labels[i]` holds case i's
-    per-slice class labels (-1 = none) or is None when there is no `cls` target."""
+    per-slice class labels (-1 = none) or is None when there is no `cls` target.
+
+    Samplers learn each slice's classes without reading it (`mtl.data.sample_metadata`): the
+    `cls` labels, and the voxel counts per class that preprocessing stored for each slice of
+    the *original* mask (before in-plane resampling and `patch_size` cropping, so a structure
+    of a few voxels may be counted on a slice where the served mask has lost it).
+    """
 
     def __init__(
         self,
@@ -124,6 +131,29 @@ class NnUNetSlices(Dataset):
 
     def __len__(self) -> int:
         return len(self.case_index)
+
+    def _targets(self, name: str) -> list[str]:
+        return [name] if name in self.targets else []
+
+    def class_labels(self, target: str) -> np.ndarray:
+        check_target(self._targets("cls"), target, type(self).__name__, "classification")
+        if self.cls_labels is None:
+            return np.full(len(self), MISSING, dtype=np.int64)
+        labels = [np.asarray(c, dtype=np.int64) for c in self.cls_labels]
+        return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+
+    def class_pixel_counts(self, target: str) -> np.ndarray:
+        check_target(self._targets("seg"), target, type(self).__name__, "segmentation")
+        widths = [e.label_counts.shape[1] for e in self.entries if e.label_counts is not None]
+        if not widths:
+            raise MetadataError("no case of this split has a mask: no class counts to report")
+        rows = [
+            entry.label_counts
+            if entry.label_counts is not None
+            else np.zeros((entry.num_slices, widths[0]), dtype=np.int64)
+            for entry in self.entries
+        ]
+        return np.concatenate(rows).astype(np.int64, copy=False)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         case, z = int(self.case_index[i]), int(self.slice_index[i])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from torch.utils.data import Dataset
 
 from mtl.data.augment import BatchAugment
 from mtl.data.base import MultiTaskDataModule
+from mtl.data.sample_metadata import MetadataError, check_target, mask_pixel_counts
 from mtl.data.scene_render import OBJECT_CLASSES, SEG_CLASSES, SceneConfig, generate_scene
 from mtl.data.targets import IGNORE_INDEX, semantic_boundaries
 from mtl.tasks import TargetSpec
@@ -60,6 +62,11 @@ class SceneArrays:
     def __len__(self) -> int:
         return len(self.indices)
 
+    @cached_property
+    def pixel_counts(self) -> np.ndarray:
+        """(N, classes) pixels of each SEG_CLASSES id per scene, counted once on first use."""
+        return mask_pixel_counts(self.labels, len(SEG_CLASSES))
+
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and std of the images in [0, 1]."""
         flat = self.images.transpose(1, 0, 2, 3).reshape(3, -1)
@@ -70,7 +77,8 @@ class SceneArrays:
 
 
 class SceneDataset(Dataset):
-    """Normalised photos and float targets as the batch dictionary the module expects."""
+    """Normalised photos and float targets as the batch dictionary the module expects; reports
+    each scene's mask classes from memory (`mtl.data.sample_metadata`)."""
 
     def __init__(self, arrays: SceneArrays, mean: Sequence[float], std: Sequence[float]) -> None:
         self.arrays = arrays
@@ -98,6 +106,16 @@ class SceneDataset(Dataset):
             "has_target": dict.fromkeys(targets, True),
             "index": int(a.indices[i]),
         }
+
+    def class_labels(self, target: str) -> np.ndarray:
+        raise MetadataError(
+            f"{type(self).__name__} has no classification target ('{target}' asked); its "
+            f"image-level target `objects` is multi-label"
+        )
+
+    def class_pixel_counts(self, target: str) -> np.ndarray:
+        check_target(["seg"], target, type(self).__name__, "segmentation")
+        return self.arrays.pixel_counts
 
 
 class SyntheticScenesDataModule(MultiTaskDataModule):
@@ -212,10 +230,12 @@ class SyntheticScenesDataModule(MultiTaskDataModule):
 
     # -- checkpointed state: the normalisation used in training ------------------------------
     def state_dict(self) -> dict[str, Any]:
-        if self.image_stats is None:
-            return {}
-        return {"mean": list(self.image_stats[0]), "std": list(self.image_stats[1])}
+        state = super().state_dict()
+        if self.image_stats is not None:
+            state.update(mean=list(self.image_stats[0]), std=list(self.image_stats[1]))
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         if state_dict.get("mean") and state_dict.get("std"):
             self.image_stats = (tuple(state_dict["mean"]), tuple(state_dict["std"]))

@@ -17,6 +17,7 @@ from mtl.metrics.delta_m import (
     nest_metrics,
 )
 from mtl.metrics.depth import DepthMetrics
+from mtl.metrics.lesions import LesionRecall
 from mtl.metrics.multilabel import MultilabelMetrics
 from mtl.metrics.normals import NormalMetrics
 from mtl.metrics.segmentation import SegmentationMetrics, scores_from_confusion
@@ -26,6 +27,7 @@ __all__ = [
     "BoundaryFScore",
     "DeltaM",
     "DepthMetrics",
+    "LesionRecall",
     "MultilabelMetrics",
     "NormalMetrics",
     "SegmentationMetrics",

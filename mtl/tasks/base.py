@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from mtl.losses.class_weights import FREQUENCY_MODES, class_weights_from_frequencies
+
 
 @dataclass(frozen=True)
 class TargetSpec:
@@ -24,7 +26,7 @@ class TargetSpec:
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
     ignore_index: int | None = None
-    # share of each class in the training split (for `class_weights: balanced`)
+    # share of each class in the training split (for `class_weights: inverse|median`)
     class_frequencies: tuple[float, ...] | None = None
 
 
@@ -40,6 +42,9 @@ class Task(nn.Module, ABC):
     """
 
     kind: str = ""
+    # whether `bind` needs the training split's class frequencies in the spec (the builders
+    # then ask the data module for them)
+    needs_class_frequencies: bool = False
 
     def __init__(self, name: str, target: str | None = None) -> None:
         super().__init__()
@@ -122,8 +127,21 @@ class ClassLabelTask(Task):
 
     min_classes: int = 1
 
-    def __init__(self, name: str, target: str | None, num_classes: int | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        target: str | None,
+        num_classes: int | None,
+        class_weights: Sequence[float] | str | None = None,
+    ) -> None:
         super().__init__(name, target)
+        if isinstance(class_weights, str) and class_weights not in FREQUENCY_MODES:
+            raise TaskConfigError(
+                f"tasks.{name}.class_weights={class_weights!r} is not a mode; choose inverse, "
+                f"median (from the training split's class frequencies), a list of one weight "
+                f"per class, or null"
+            )
+        self.class_weights_option = class_weights
         self.num_classes = num_classes
         self.class_names: tuple[str, ...] | None = None
         self._bound = False
@@ -146,6 +164,10 @@ class ClassLabelTask(Task):
         self.class_names = spec.class_names or tuple(f"class{i}" for i in range(spec.num_classes))
         self._bound = True
 
+    @property
+    def needs_class_frequencies(self) -> bool:  # type: ignore[override]
+        return isinstance(self.class_weights_option, str)
+
     def _require_bound(self) -> int:
         if not self._bound or self.num_classes is None:
             raise RuntimeError(f"task '{self.name}' must be bound to the data first (bind)")
@@ -155,34 +177,56 @@ class ClassLabelTask(Task):
 def as_weight_tensor(
     weights: Sequence[float] | str | None, spec: TargetSpec, what: str
 ) -> Tensor | None:
-    """Per-class weights from config: a list, `balanced` (inverse class frequency in the
-    training split, n / (K * n_c) as in scikit-learn), or null."""
+    """Per-class weights from config: a list, `inverse` (`balanced`) or `median` from the
+    training split's class frequencies (`mtl.losses.class_weights`), or null."""
     if weights is None:
         return None
     num_classes = spec.num_classes or 0
     if isinstance(weights, str):
-        if weights != "balanced":
+        if weights not in FREQUENCY_MODES:
             raise TaskConfigError(
-                f"{what} must be a list of numbers, 'balanced' or null, got {weights!r}"
+                f"{what} must be inverse, median, a list of numbers or null, got {weights!r}"
             )
         if spec.class_frequencies is None:
             raise TaskConfigError(
-                f"{what}=balanced needs class frequencies, which this data does not report; "
+                f"{what}={weights} needs class frequencies, which this data does not report; "
                 f"give one weight per class instead"
             )
-        freq = torch.as_tensor(spec.class_frequencies, dtype=torch.float32)
-        if (freq <= 0).any():
-            raise TaskConfigError(f"{what}=balanced: a class never occurs in the training split")
-        return 1.0 / (num_classes * freq)
+        try:
+            return class_weights_from_frequencies(spec.class_frequencies, weights)
+        except ValueError as err:
+            raise TaskConfigError(f"{what}={weights}: {err}") from err
     tensor = torch.as_tensor(list(weights), dtype=torch.float32)
     if tensor.numel() != num_classes:
         raise TaskConfigError(
             f"{what} has {tensor.numel()} entries but the target has {num_classes} classes; "
-            f"give one weight per class, 'balanced' or null."
+            f"give one weight per class, inverse, median or null."
         )
     if (tensor < 0).any() or not torch.isfinite(tensor).all():
         raise TaskConfigError(f"{what} must be finite and non-negative, got {list(weights)}")
     return tensor
+
+
+def loss_class_weights(
+    task: ClassLabelTask, spec: TargetSpec, focal_alpha: float | None, pixel_term: str | None
+) -> Tensor | None:
+    """The CE / focal class weights of a task: its `class_weights`, or focal's scalar alpha
+    (Lin et al.'s binary form: class 0, background or negative, weighs 1 - alpha, every
+    other class alpha)."""
+    what = f"tasks.{task.name}"
+    if focal_alpha is None:
+        return as_weight_tensor(task.class_weights_option, spec, f"{what}.class_weights")
+    if pixel_term != "focal":
+        raise TaskConfigError(f"{what}.focal_alpha is set but the task's loss has no focal term")
+    if task.class_weights_option is not None:
+        raise TaskConfigError(
+            f"{what}.focal_alpha and {what}.class_weights both weigh classes; set one of them"
+        )
+    if not 0.0 < focal_alpha < 1.0:
+        raise TaskConfigError(f"{what}.focal_alpha must be in (0, 1), got {focal_alpha}")
+    weights = torch.full((spec.num_classes or 0,), float(focal_alpha))
+    weights[0] = 1.0 - focal_alpha
+    return weights
 
 
 def build_dense_head(

@@ -1,21 +1,28 @@
-"""Image-level multi-class classification: pooled head, CE, accuracy/balanced accuracy/F1/AUROC."""
+"""Image-level multi-class classification: pooled head, CE or focal loss, accuracy/balanced
+accuracy/F1/AUROC."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
 from mtl.dtypes import at_least_fp32
+from mtl.losses import CompositeLoss, loss_terms
 from mtl.models.heads import PooledHead
-from mtl.tasks.base import ClassLabelTask, TargetSpec, TaskConfigError, as_weight_tensor
+from mtl.tasks.base import ClassLabelTask, TargetSpec, TaskConfigError, loss_class_weights
+
+CLASSIFICATION_LOSSES = ("ce", "focal")
 
 
 class ClassificationTask(ClassLabelTask):
-    """One label per image. `balanced_acc` is macro-averaged recall, the metric for imbalance."""
+    """One label per image. `balanced_acc` is macro-averaged recall, the metric for imbalance.
+
+    `loss`: `ce` or `focal` (`focal_gamma`; `focal_alpha` or `class_weights` as its alpha_t).
+    `class_weights`: inverse / median from the training split's class shares, a list, or null.
+    """
 
     kind = "classification"
     min_classes = 2
@@ -25,8 +32,11 @@ class ClassificationTask(ClassLabelTask):
         name: str = "cls",
         target: str | None = None,
         num_classes: int | None = None,
+        loss: str = "ce",
         class_weights: Sequence[float] | str | None = None,
         label_smoothing: float = 0.0,
+        focal_gamma: float = 2.0,
+        focal_alpha: float | None = None,
         stages: Sequence[int] = (-1,),
         pool: str = "avgmax",
         hidden: int | None = None,
@@ -34,11 +44,17 @@ class ClassificationTask(ClassLabelTask):
         conv_channels: int | None = None,
         norm: str = "batch",
     ) -> None:
-        super().__init__(name, target, num_classes)
+        super().__init__(name, target, num_classes, class_weights)
+        if loss not in CLASSIFICATION_LOSSES:
+            raise TaskConfigError(
+                f"tasks.{name}.loss={loss!r}: a classification loss is one of "
+                f"{list(CLASSIFICATION_LOSSES)}"
+            )
         if not 0.0 <= label_smoothing < 1.0:
             raise TaskConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        self.label_smoothing = label_smoothing
-        self._class_weights = class_weights
+        self.loss_name = loss
+        self._loss_args = dict(label_smoothing=label_smoothing, focal_gamma=focal_gamma)
+        self.focal_alpha = focal_alpha
         self._head_args = dict(
             stages=stages,
             pool=pool,
@@ -47,13 +63,23 @@ class ClassificationTask(ClassLabelTask):
             conv_channels=conv_channels,
             norm=norm,
         )
-        self.register_buffer("class_weights", None, persistent=False)
+        self.criterion: CompositeLoss | None = None
+
+    @property
+    def class_weights(self) -> Tensor | None:
+        """The CE / focal class weights in use (after `bind`)."""
+        return None if self.criterion is None else self.criterion.class_weights
 
     def bind(self, spec: TargetSpec) -> None:
         super().bind(spec)
-        self.class_weights = as_weight_tensor(
-            self._class_weights, spec, f"tasks.{self.name}.class_weights"
-        )
+        pixel, _ = loss_terms(self.loss_name)
+        weights = loss_class_weights(self, spec, self.focal_alpha, pixel)
+        try:
+            self.criterion = CompositeLoss(
+                self.loss_name, class_weights=weights, ignore_index=None, **self._loss_args
+            )
+        except ValueError as err:
+            raise TaskConfigError(f"tasks.{self.name}: {err}") from err
 
     def build_head(
         self,
@@ -65,12 +91,8 @@ class ClassificationTask(ClassLabelTask):
         return PooledHead(channels, self._require_bound(), **self._head_args)
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(
-            at_least_fp32(output),
-            target.long(),
-            weight=self.class_weights,
-            label_smoothing=self.label_smoothing,
-        )
+        self._require_bound()
+        return self.criterion(output, target)
 
     def build_metrics(self) -> MetricCollection:
         n = self._require_bound()

@@ -6,15 +6,20 @@ Shared by `train.py`, `eval.py` and the tests, so every entry point validates th
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from mtl.data.base import MultiTaskDataModule
+from mtl.data.sample_metadata import MetadataError
+from mtl.data.samplers import SamplerConfigError, Sampling
 from mtl.module import MultiTaskModule
-from mtl.tasks import Task, TaskConfigError
+from mtl.tasks import TargetSpec, Task, TaskConfigError
+from mtl.training.checkpoint_io import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +34,40 @@ def build_datamodule(cfg: DictConfig) -> MultiTaskDataModule:
         raise ConfigError(
             f"data._target_ must be a mtl.data.MultiTaskDataModule, got {type(datamodule).__name__}"
         )
+    if cfg.get("sampler"):
+        sampling = instantiate(cfg.sampler, _convert_="all")
+        if not isinstance(sampling, Sampling):
+            raise ConfigError(
+                f"sampler._target_ must be mtl.data.samplers.Sampling, got "
+                f"{type(sampling).__name__}"
+            )
+        try:
+            sampling.check(datamodule.target_specs)
+            datamodule.set_sampling(sampling)
+        except SamplerConfigError as err:
+            raise ConfigError(str(err)) from err
     return datamodule
+
+
+def target_spec_for(task: Task, datamodule: MultiTaskDataModule) -> TargetSpec:
+    """The data's spec of the task's target; with the training split's class frequencies
+    when the task derives class weights from them (`class_weights: inverse|median`)."""
+    spec = datamodule.target_specs[task.target]
+    if not task.needs_class_frequencies:
+        return spec
+    try:
+        frequencies = datamodule.class_frequencies(task.target)
+    except (MetadataError, NotImplementedError) as err:
+        raise ConfigError(
+            f"tasks.{task.name}.class_weights={task.class_weights_option!r} needs the class "
+            f"frequencies of the training split, which this data cannot report ({err}); give "
+            f"one weight per class instead"
+        ) from err
+    log.info(
+        "task '%s': class frequencies of '%s' in the training split %s",
+        task.name, task.target, [round(float(f), 5) for f in frequencies],
+    )  # fmt: skip
+    return replace(spec, class_frequencies=tuple(float(f) for f in frequencies))
 
 
 def build_tasks(cfg: DictConfig, datamodule: MultiTaskDataModule) -> dict[str, Task]:
@@ -46,7 +84,7 @@ def build_tasks(cfg: DictConfig, datamodule: MultiTaskDataModule) -> dict[str, T
                 f"{sorted(datamodule.target_specs)} (set tasks.{name}.target or drop the task)"
             )
         try:
-            task.bind(datamodule.target_specs[task.target])
+            task.bind(target_spec_for(task, datamodule))
         except TaskConfigError as err:
             raise ConfigError(str(err)) from err
         tasks[name] = task
@@ -126,8 +164,14 @@ MODULE_OWNED_TRAINER_KEYS = {
 
 
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list, **kwargs: Any) -> L.Trainer:
-    """`kwargs` go to `Trainer` as well (e.g. `plugins`)."""
+    """`kwargs` go to `Trainer` as well (e.g. `plugins`); checkpoints are written atomically."""
     overrides = {k: v for k, v in MODULE_OWNED_TRAINER_KEYS.items() if k in cfg.trainer}
+    plugins = list(kwargs.pop("plugins", None) or [])
+    if cfg.trainer.get("plugins"):
+        plugins += list(instantiate(cfg.trainer.plugins, _convert_="all"))
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    kwargs["plugins"] = plugins
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,

@@ -23,6 +23,15 @@ from mtl.metrics import (
 
 log = logging.getLogger(__name__)
 
+# metric names of one class each (segmentation's `dice_<class>`), left out of summaries
+PER_CLASS_PREFIXES: tuple[str, ...] = ("dice_",)
+
+
+def summary_metric_names(higher_is_better: Mapping[str, bool]) -> list[str]:
+    """A task's summary metrics: those in its `higher_is_better` without a per-class suffix
+    (`miou`, `pixel_acc`, not `dice_liver`); what delta_m and reports count by default."""
+    return [m for m in higher_is_better if not m.startswith(PER_CLASS_PREFIXES)]
+
 
 def delta_m_metrics(
     metrics: Mapping[str, float],
@@ -53,10 +62,8 @@ def delta_m_metrics(
             have, ref = results.get(task.name, {}), base.get(task.name, {})
             chosen = [
                 m
-                for m in task.higher_is_better
-                if not m.startswith("dice_")
-                and math.isfinite(have.get(m, math.nan))
-                and math.isfinite(ref.get(m, math.nan))
+                for m in summary_metric_names(task.higher_is_better)
+                if math.isfinite(have.get(m, math.nan)) and math.isfinite(ref.get(m, math.nan))
             ]
             if not chosen:
                 raise ValueError(

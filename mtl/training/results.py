@@ -35,6 +35,8 @@ def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> Path:
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2, sort_keys=True, allow_nan=True)
             handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before the rename makes it visible
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

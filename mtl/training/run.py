@@ -9,7 +9,9 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mtl.models.complexity import model_complexity
@@ -23,8 +25,12 @@ from mtl.training.builders import (
     resolved_container,
 )
 from mtl.training.callbacks import LastEpochsCheckpoint
+from mtl.training.config_check import check_config_keys
 from mtl.training.delta_m_report import delta_m_metrics
+from mtl.training.failure import clear_failure, record_failure
+from mtl.training.preemption import Preempted, PreemptionCheckpoint
 from mtl.training.results import print_metrics_table, to_floats, write_json_atomic
+from mtl.training.resume import resolve_ckpt_path
 from mtl.training.sweep_job import start_job
 
 log = logging.getLogger(__name__)
@@ -44,21 +50,58 @@ def _finish_wandb() -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Seed, build, fit, test with the best checkpoint, write `metrics.json`; returns it."""
+    """Seed, build, fit, test with the best checkpoint, write `metrics.json`; returns it.
+
+    A run that raises leaves `failure.json` (error and traceback) in its folder; a run
+    stopped by SIGTERM/SIGUSR1 saves `checkpoints/last.ckpt` and raises `Preempted`.
+    """
     output_dir = Path(cfg.paths.output_dir)
     if (finished := start_job(cfg, output_dir)) is not None:
         return finished  # skip_finished: this job's folder holds its results already
     output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        metrics = _train(cfg, output_dir)
+    except Preempted:
+        raise
+    except BaseException as exc:
+        if rank_zero_only.rank == 0:
+            path = record_failure(output_dir, exc)
+            log.error("run failed (%s: %s); recorded in %s", type(exc).__name__, exc, path)
+        raise
+    if rank_zero_only.rank == 0:
+        clear_failure(output_dir)
+    return metrics
+
+
+def _runs_dir(cfg: DictConfig, output_dir: Path) -> Path | None:
+    """Where `ckpt_path=last` looks for earlier runs; None inside a sweep (own folder only)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            return None
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        pass
+    return output_dir.parent
+
+
+def _train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     resolved = resolved_container(cfg)
     OmegaConf.save(resolved, output_dir / RUN_CONFIG)
     if cfg.get("extras", {}).get("print_config"):
         log.info("Composed config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    check_config_keys(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, _runs_dir(cfg, output_dir))
+    if ckpt_path:
+        log.info("Resuming from %s", ckpt_path)
 
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     callbacks = build_callbacks(cfg)
+    preemption = next((c for c in callbacks if isinstance(c, PreemptionCheckpoint)), None)
     last_n = int(cfg.get("test_last_epochs") or 0)
     last_epochs = None
     if last_n > 0 and cfg.get("train", True) and cfg.get("test", True):
@@ -80,10 +123,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = dict(complexity)
     try:
         if cfg.get("train", True):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            try:
+                trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            except SIGTERMException as stop:
+                saved = preemption.saved if preemption is not None else None
+                raise Preempted(saved, trainer.global_step, trainer.current_epoch) from stop
             metrics.update(_best_validation(trainer))
+            metrics["train/nonfinite_skipped"] = float(module.nonfinite_skipped)
         if cfg.get("test", True):
-            ckpt = _best_checkpoint(trainer) if cfg.get("train", True) else cfg.get("ckpt_path")
+            ckpt = _best_checkpoint(trainer) if cfg.get("train", True) else ckpt_path
             trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
             metrics.update(_stage_metrics(trainer, "test/"))
             if last_epochs is not None:
@@ -121,6 +169,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
         cfg = with_run_config(cfg, ckpt_path, overrides)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    check_config_keys(cfg)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     loggers = build_loggers(cfg)
@@ -176,17 +225,25 @@ def _is_run_override(override: str) -> bool:
     return "=" in override and "." in key and key.split(".")[0] not in own
 
 
+def _monitoring_checkpoint(trainer: L.Trainer) -> ModelCheckpoint | None:
+    """The checkpoint callback that tracks a metric (the other one keeps `last.ckpt`)."""
+    return next(
+        (c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor),
+        None,
+    )
+
+
 def _best_checkpoint(trainer: L.Trainer) -> str | None:
-    callback = trainer.checkpoint_callback
-    if isinstance(callback, ModelCheckpoint) and callback.best_model_path:
+    callback = _monitoring_checkpoint(trainer)
+    if callback is not None and callback.best_model_path:
         return callback.best_model_path
     log.warning("No best checkpoint was saved; testing the final weights")
     return None
 
 
 def _best_validation(trainer: L.Trainer) -> dict[str, float]:
-    callback = trainer.checkpoint_callback
-    if isinstance(callback, ModelCheckpoint) and callback.best_model_score is not None:
+    callback = _monitoring_checkpoint(trainer)
+    if callback is not None and callback.best_model_score is not None:
         score = float(callback.best_model_score)
         return {f"best_{callback.monitor}": score}
     return {}

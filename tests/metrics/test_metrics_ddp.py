@@ -11,7 +11,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mtl.metrics import BoundaryFScore, DepthMetrics, MultilabelMetrics, NormalMetrics
+from mtl.metrics import (
+    BoundaryFScore,
+    DepthMetrics,
+    LesionRecall,
+    MultilabelMetrics,
+    NormalMetrics,
+)
 
 WORLD_SIZE = 2
 BATCHES = 4  # per split; rank r takes the r-th half
@@ -23,6 +29,7 @@ def _metrics() -> dict:
         "normals": NormalMetrics(),
         "boundary": BoundaryFScore(tolerance=1, ods_thresholds=[0.3, 0.5, 0.7]),
         "multilabel": MultilabelMetrics(num_labels=4),
+        "lesions": LesionRecall([1, 2], ["a", "b"], min_overlap=0.3),
     }
 
 
@@ -38,12 +45,14 @@ def _batches() -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
         edge_t = (torch.rand(size, generator=gen) > 0.8).float()
         edge_t[:, :, :i] = 255
         labels = (torch.rand(3 + i, 4, generator=gen) > 0.5).float()
+        lesions = (torch.rand(2, 6 + i, 7, generator=gen) * 3.4).long().clamp(max=2)
         out.append(
             {
                 "depth": (torch.rand(size, generator=gen) * 5, depth_t),
                 "normals": (normal_t + torch.randn(normal_t.shape, generator=gen), normal_t),
                 "boundary": (torch.rand(size, generator=gen), edge_t),
                 "multilabel": (torch.rand(labels.shape, generator=gen), labels),
+                "lesions": ((torch.rand(lesions.shape, generator=gen) * 3).long(), lesions),
             }
         )
     return out
@@ -81,6 +90,9 @@ def test_ddp_compute_equals_single_process(tmp_path):
     expected = _compute(_batches())
     one_half = _compute(_batches()[: BATCHES // WORLD_SIZE])
     assert not torch.allclose(one_half["depth"]["abs_err"], expected["depth"]["abs_err"])
+    assert not torch.allclose(
+        one_half["lesions"]["lesion_recall"], expected["lesions"]["lesion_recall"]
+    )
     for rank in range(WORLD_SIZE):
         got = torch.load(tmp_path / f"rank{rank}.pt")
         for name, values in expected.items():

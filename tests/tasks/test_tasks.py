@@ -31,8 +31,12 @@ def test_balanced_class_weights_are_inverse_frequency():
     assert task.class_weights.tolist() == pytest.approx(expected)
     with pytest.raises(TaskConfigError, match="does not report"):
         ClassificationTask("cls", class_weights="balanced").bind(CLS_SPEC)
-    with pytest.raises(TaskConfigError, match="'balanced' or null"):
-        ClassificationTask("cls", class_weights="inverse").bind(spec)
+    # `balanced` is the older name of `inverse`; an unknown mode fails when configured
+    inverse = ClassificationTask("cls", class_weights="inverse")
+    inverse.bind(spec)
+    assert inverse.class_weights.tolist() == pytest.approx(expected)
+    with pytest.raises(TaskConfigError, match="'sqrt' is not a mode; choose inverse, median"):
+        ClassificationTask("cls", class_weights="sqrt")
 
 
 def test_classification_loss_with_weights_and_smoothing():
