@@ -8,7 +8,8 @@
 
 Specs live in `experiments/ablations/<name>.yaml`. Runs go to
 `<log dir>/ablations/<name>/<size>/{runs,baseline_*}/<job>/`, the report to `.../report/`.
-Launching again resumes: finished jobs are skipped, failed or missing ones run. Extra
+Launching again resumes: finished jobs are skipped, failed or missing ones run (from their
+own last.ckpt if they have one). Extra
 arguments are Hydra overrides for every run; one naming an axis (or `seed`) replaces it.
 Exit status: 0 when every job finished and the report was made, 1 otherwise.
 """

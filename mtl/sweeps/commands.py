@@ -3,7 +3,8 @@
 Every sweep goes to a stable folder (`<root>/<ablation>/<size>/<sweep>/`) and every job to a
 sub-folder named by the values of its axes (`seed=0,weighting=uw`), so launching the same
 ablation again lands each job in its old folder, where `skip_finished=true` returns its
-stored metrics instead of training again.
+stored metrics instead of training again, and `ckpt_path=last` continues an unfinished job
+from its `last.ckpt`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from mtl.sweeps.spec import AblationSpec, RawValue, SpecError, Sweep, override_key
 
 # keys every ablation job sets besides the spec's overrides
-JOB_KEYS = ("skip_finished", "group", "job_type", "tags")
+JOB_KEYS = ("skip_finished", "ckpt_path", "group", "job_type", "tags")
 MAX_DIRNAME = 200  # a folder name must stay below the file system's 255 bytes
 
 
@@ -90,6 +91,7 @@ def train_command(
         *sweep.overrides,
         *(sweep_argument(k, v) for k, v in sweep.axes.items()),
         "skip_finished=true",
+        "ckpt_path=last",  # a job killed or preempted before continues from its last.ckpt
         f"group={group}",
         f"job_type={sweep.job_type}",
         f"tags=[{','.join(tags)}]",

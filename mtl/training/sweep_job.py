@@ -5,9 +5,10 @@ Two things make a sweep safe to re-run and to run with DDP:
 - **Skip finished jobs** (`skip_finished=true`, set by `experiments/run.py`): a job whose
   folder already holds `metrics.json` written by a run of the *same* config returns those
   metrics instead of training again. Hydra rewrites `.hydra/overrides.yaml` before the job
-  starts, so the comparison uses the resolved `config.yaml` that the finished run saved.
-  A `metrics.json` left by a different config is moved aside (`metrics.json.stale`), so a
-  `metrics.json` in a folder always belongs to the last run that started there.
+  starts, so the comparison uses the resolved `config.yaml` that the earlier run saved.
+  What a run of a *different* config left (`metrics.json`, `checkpoints/`) is moved aside
+  (`*.stale`), so neither its results are reported nor its `last.ckpt` resumed
+  (`ckpt_path=last`) as this job's.
 - **DDP inside a multirun**: Lightning's `ddp` strategy starts one process per extra device
   by re-running this script with `sys.argv`, which in a multirun would re-run the whole
   sweep (Lightning #11300, Hydra #2070): here the command line becomes this job's own
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,18 @@ log = logging.getLogger(__name__)
 
 # top-level config keys that do not change what a run computes: a finished run is reused
 # when everything else is equal
-IGNORED_KEYS = ("paths", "logger", "extras", "tags", "group", "job_type", "skip_finished")
+IGNORED_KEYS = (
+    "paths",
+    "logger",
+    "extras",
+    "tags",
+    "group",
+    "job_type",
+    "skip_finished",
+    "ckpt_path",
+)
+# what a run leaves in its folder that belongs to its config
+_RUN_OUTPUTS = ("metrics.json", "checkpoints")
 
 # options of Hydra's command line that take a separate value (`-cn train`)
 _VALUE_FLAGS = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir"}
@@ -49,7 +62,7 @@ def start_job(cfg: DictConfig, output_dir: Path) -> dict[str, float] | None:
     finished = finished_metrics(cfg, output_dir)
     if finished is None and in_multirun():
         reset_distributed_state()
-        use_job_command_line()
+        use_job_command_line(cfg, output_dir)
     return finished
 
 
@@ -78,26 +91,40 @@ def reset_distributed_state() -> None:
 
 
 def finished_metrics(cfg: DictConfig, output_dir: Path) -> dict[str, float] | None:
-    """The metrics of a finished run of this same config in `output_dir`, or None."""
+    """The metrics of a finished run of this same config in `output_dir`, or None (after
+    moving aside what a run of another config left there)."""
     from mtl.training.run import METRICS_FILE, RUN_CONFIG
 
     if not cfg.get("skip_finished"):
         return None
     metrics_path = output_dir / METRICS_FILE
-    if not metrics_path.is_file():
-        return None
     config_path = output_dir / RUN_CONFIG
     if config_path.is_file() and same_run_config(OmegaConf.load(config_path), cfg):
-        log.info("Skipping %s: finished before with the same config (skip_finished)", output_dir)
-        return json.loads(metrics_path.read_text())
-    stale = metrics_path.with_name(metrics_path.name + ".stale")
-    log.warning(
-        "%s was written by a run with a different config; moved to %s and training again",
-        metrics_path,
-        stale.name,
-    )
-    metrics_path.replace(stale)
+        if metrics_path.is_file():
+            log.info("Skipping %s: finished before with this config (skip_finished)", output_dir)
+            return json.loads(metrics_path.read_text())
+        return None  # started before and did not finish: ckpt_path=last resumes it
+    if any((output_dir / name).exists() for name in _RUN_OUTPUTS):
+        log.warning(
+            "%s holds results of a run with a different config; moved to *.stale, training again",
+            output_dir,
+        )
+        _set_aside(output_dir)
     return None
+
+
+def _set_aside(output_dir: Path) -> None:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank != 0:  # every rank of a SLURM job runs this; one moves
+        return
+    for name in _RUN_OUTPUTS:
+        path, stale = output_dir / name, output_dir / f"{name}.stale"
+        if not path.exists():
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        path.replace(stale)
 
 
 def same_run_config(saved: DictConfig, cfg: DictConfig) -> bool:
@@ -133,17 +160,27 @@ def _unpath(value: Any, paths: list[tuple[str, str]]) -> Any:
     return value
 
 
-def use_job_command_line() -> None:
-    """In a multirun job, make `sys.argv` and Hydra's run dir this job's own (see module doc)."""
+def use_job_command_line(cfg: DictConfig, output_dir: Path) -> None:
+    """In a multirun job, make `sys.argv` and Hydra's run dir this job's own (see module doc).
+
+    `ckpt_path=last` is passed on resolved: the re-launched ranks run as single runs, where
+    `last` would also look in the sibling jobs' folders."""
     from hydra.core.hydra_config import HydraConfig
+
+    from mtl.training.resume import resolve_ckpt_path
 
     if not in_multirun():
         return
     hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
+    if str(cfg.get("ckpt_path")) == "last":
+        resolved = resolve_ckpt_path("last", output_dir, runs_dir=None)
+        overrides = [o for o in overrides if o.split("=", 1)[0].lstrip("+") != "ckpt_path"]
+        overrides.append(f"ckpt_path={resolved or 'null'}")
     global _original_argv
     if _original_argv is None:
         _original_argv = list(sys.argv)
-    sys.argv = [_original_argv[0], *_flags(_original_argv[1:]), *hydra_cfg.overrides.task]
+    sys.argv = [_original_argv[0], *_flags(_original_argv[1:]), *overrides]
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
 

@@ -59,6 +59,7 @@ def test_a_failing_job_does_not_stop_the_others_and_wandb_runs_are_labelled(tmp_
     assert "Invalid learning rate: -1.0" in result.stderr
     failed, done = tmp_path / "sweep/optimizer.lr=-1.0", tmp_path / "sweep/optimizer.lr=0.003"
     assert not (failed / "metrics.json").exists()
+    assert "Invalid learning rate" in (failed / "failure.json").read_text()
     assert (done / "metrics.json").is_file()
     assert _folders(tmp_path) == {"sweep/optimizer.lr=-1.0", "sweep/optimizer.lr=0.003"}
 

@@ -64,6 +64,7 @@ def test_finished_job_is_skipped_and_a_changed_one_trains_again(tmp_path):
     (run / METRICS_FILE).write_text(json.dumps({"marker": 1.0}))
     train(changed)
     assert json.loads((run / "metrics.json.stale").read_text()) == {"marker": 1.0}
+    assert (run / "checkpoints.stale" / "best.ckpt").stat().st_mtime_ns == mtime  # not resumed
     assert "marker" not in json.loads((run / METRICS_FILE).read_text())
     assert best.stat().st_mtime_ns != mtime
 
@@ -86,16 +87,23 @@ def test_flags_keep_options_and_drop_overrides_and_multirun():
 
 
 def test_multirun_job_gets_its_own_command_line(tmp_path, monkeypatch, no_hydra_app):
-    job = ["seed=3", "weighting=uw"]
+    job = ["seed=3", "weighting=uw", "ckpt_path=last"]
     cfg = _hydra_cfg(tmp_path, [*job, "hydra.mode=MULTIRUN"], job_overrides=job)
     monkeypatch.setattr(sys, "argv", ["train.py", "-m", "seed=1,3", "weighting=ew,uw"])
     monkeypatch.setattr(sweep_job, "_original_argv", None)
     monkeypatch.setenv("LOCAL_RANK", "0")  # as a previous job's DDP launcher leaves it
     monkeypatch.setattr(sweep_job, "_original_env", {"LOCAL_RANK": None})
     assert sweep_job.start_job(cfg, tmp_path / "run") is None
-    assert sys.argv == ["train.py", "seed=3", "weighting=uw"]
+    # ranks re-launched as single runs must not take `last` from a sibling job's folder
+    assert sys.argv == ["train.py", "seed=3", "weighting=uw", "ckpt_path=null"]
     assert HydraConfig.get().run.dir == str(tmp_path / "run")
     assert "LOCAL_RANK" not in __import__("os").environ
+
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"")
+    sweep_job.start_job(cfg, tmp_path / "run")
+    assert sys.argv == ["train.py", "seed=3", "weighting=uw", f"ckpt_path={last}"]
 
 
 def test_single_runs_keep_their_command_line(tmp_path, monkeypatch):
