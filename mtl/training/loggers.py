@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import netrc
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
 
@@ -23,6 +24,26 @@ def wandb_is_configured() -> bool:
     return any("wandb" in host for host in hosts)
 
 
+def group_choices(groups: Mapping[str, str]) -> dict[str, str]:
+    """`{label: config group}` -> `{label: the group option this run uses}`, from Hydra's
+    record of the composition; empty outside a Hydra app (the compose API in tests)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not groups or not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {label: str(choices[group]) for label, group in groups.items() if group in choices}
+
+
+def run_labels(
+    label_groups: Mapping[str, str] | None, labels: Mapping[str, Any] | None
+) -> dict[str, str]:
+    """What tells this run from the others of its sweep, e.g. `{"method": "uw", "seed": "1"}`."""
+    out = group_choices(label_groups or {})
+    out.update({k: str(v) for k, v in (labels or {}).items() if v is not None})
+    return out
+
+
 def wandb_logger(
     save_dir: str,
     project: str = "mtl",
@@ -32,19 +53,30 @@ def wandb_logger(
     tags: Sequence[str] | None = None,
     offline: bool | None = None,
     log_model: bool = False,
+    label_groups: Mapping[str, str] | None = None,
+    labels: Mapping[str, Any] | None = None,
     **kwargs,
 ) -> WandbLogger:
-    """A W&B logger that runs offline, without an account, unless W&B is set up online."""
+    """A W&B logger that runs offline, without an account, unless W&B is set up online.
+
+    The run's labels (`label_groups`: Hydra group choices such as the weighting method;
+    `labels`: values such as the seed) go into its W&B config, so the UI can group runs by
+    them, and into its tags as `label:value`, so runs can be filtered by them.
+    """
     if offline is None:
         offline = not wandb_is_configured()
     Path(save_dir).mkdir(parents=True, exist_ok=True)
+    found = run_labels(label_groups, labels)
+    all_tags = [*(tags or ()), *(f"{k}:{v}" for k, v in found.items())]
+    if found:
+        kwargs["config"] = {**found, **dict(kwargs.get("config") or {})}
     return WandbLogger(
         save_dir=save_dir,
         project=project,
         name=name,
         group=group,
         job_type=job_type,
-        tags=list(tags) if tags else None,
+        tags=[t[:64] for t in dict.fromkeys(all_tags)] or None,  # W&B: <= 64 characters
         offline=offline,
         log_model=log_model,
         **kwargs,

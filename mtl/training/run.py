@@ -32,6 +32,7 @@ from mtl.training.failure import clear_failure, record_failure
 from mtl.training.preemption import Preempted, PreemptionCheckpoint
 from mtl.training.results import print_metrics_table, to_floats, write_json_atomic
 from mtl.training.resume import resolve_ckpt_path
+from mtl.training.sweep_job import start_job
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     stopped by SIGTERM/SIGUSR1 saves `checkpoints/last.ckpt` and raises `Preempted`.
     """
     output_dir = Path(cfg.paths.output_dir)
+    if (finished := start_job(cfg, output_dir)) is not None:
+        return finished  # skip_finished: this job's folder holds its results already
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
         metrics = _train(cfg, output_dir)
