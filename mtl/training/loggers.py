@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 
 def wandb_is_configured() -> bool:
@@ -81,3 +85,33 @@ def wandb_logger(
         log_model=log_model,
         **kwargs,
     )
+
+
+class _MergingWriter(ExperimentWriter):
+    """Keeps every column already in the file. Under `ddp_spawn` the launching process and
+    the spawned rank 0 each hold a writer that knows only its own columns; Lightning's writer
+    then rewrites the file with its own header and fails on the other's rows."""
+
+    def _file_columns(self) -> list[str]:
+        if not self._fs.isfile(self.metrics_file_path):
+            return []
+        with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
+            return next(csv.reader(handle), [])
+
+    def save(self) -> None:
+        known = set(self._file_columns())
+        if known - set(self.metrics_keys):
+            self.metrics_keys = sorted(known | set(self.metrics_keys))
+        super().save()
+
+
+class CSVLogger(LightningCSVLogger):
+    """Lightning's CSV logger with a writer that survives several processes (see above)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _MergingWriter(log_dir=self.log_dir)
+        return self._experiment

@@ -56,23 +56,16 @@ class PreemptionCheckpoint(L.Callback):
         self.path = Path(dirpath) / filename
         self.signals = [getattr(signal, name) for name in signals if hasattr(signal, name)]
         self._received: int | None = None
-        self._trainer: L.Trainer | None = None
         self.saved: Path | None = None
 
     def notify(self, signum: int) -> None:
         name = signal.Signals(signum).name
         log.warning("received %s: saving a checkpoint after this batch", name)
         self._received = signum
-        # Lightning's SIGTERM flag: rank 0 broadcasts it before every batch, so all DDP ranks
-        # stop after the same batch (a rank stopping alone would hang the others)
-        connector = getattr(self._trainer, "_signal_connector", None)
-        if connector is not None and hasattr(connector, "received_sigterm"):
-            connector.received_sigterm = True
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         global _active
         _active = self
-        self._trainer = trainer
         # only signals nobody else handles: Lightning's SLURM requeue owns SIGUSR1 when active
         for signum in self.signals:
             if signal.getsignal(signum) in (signal.SIG_DFL, None, _dispatch):
@@ -85,15 +78,17 @@ class PreemptionCheckpoint(L.Callback):
         global _active
         if _active is self:
             _active = None
-        self._trainer = None
         for signum in self.signals:
             if signal.getsignal(signum) is _dispatch:
                 signal.signal(signum, signal.SIG_DFL)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        # fallback if Lightning's flag was not there to set: stop before the next batch (the
-        # last one's progress is then counted as done)
-        if self._received is not None:
+        # before the next batch, so the last one counts as done; all DDP ranks decide together
+        # (one scalar all-reduce): a rank that stopped alone would leave the others waiting
+        stop = self._received is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
             raise SIGTERMException()  # Lightning's own stop path, handled in on_exception
 
     def on_exception(

@@ -257,3 +257,17 @@ def test_mean_of_last_epochs_is_reported_beside_the_best_checkpoint(tmp_path):
     assert metrics["test_last2/seg/dice"] == pytest.approx(sum(dice) / 2, rel=1e-5)
     assert metrics["test_last2_std/seg/dice"] == pytest.approx(abs(dice[0] - dice[1]) / 2, abs=1e-6)
     assert "test/seg/dice" in metrics  # the best-validation checkpoint is still the headline
+
+
+def test_csv_log_survives_ddp_spawn(tmp_path):
+    """The launching process and spawned rank 0 both write `metrics.csv`; every column of
+    both must end up in one readable file."""
+    import csv
+
+    cfg = compose_config(tmp_path, [*TINY, "trainer=ddp_cpu", "logger=csv"])
+    train(cfg)
+    with open(Path(cfg.paths.output_dir) / "csv" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = set(rows[0])
+    assert {"model/params/total", "val/seg/dice", "test/seg/dice"} <= columns
+    assert any(row["test/seg/dice"] for row in rows)

@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pytest
 import torch
 from conftest import compose_config
@@ -61,6 +62,9 @@ class _Data:
             "classification", 3, ("none", "benign", "malignant"), class_frequencies=(0.7, 0.2, 0.1)
         ),
     }
+
+    def class_frequencies(self, target: str) -> np.ndarray:  # for class_weights: inverse
+        return np.asarray(self.target_specs[target].class_frequencies)
 
 
 def test_configs_cover_the_documented_choices():
