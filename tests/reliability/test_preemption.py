@@ -170,3 +170,46 @@ def test_ddp_ranks_stop_together_when_one_rank_is_signalled(tmp_path):
     assert result.returncode == EXIT_PREEMPTED, result.stderr[-3000:]
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert saved["global_step"] == 2
+
+
+def test_kill_9_loses_at_most_the_work_since_the_last_checkpoint(tmp_path):
+    """SIGKILL cannot be handled: whatever was written must still be whole, and the run must
+    resume from it."""
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    many_epochs = [*TINY, "trainer.max_epochs=200"]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *many_epochs,
+            f"hydra.run.dir={run_dir}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"paths.data_dir={tmp_path / 'data'}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not last.is_file():
+            time.sleep(0.2)
+        assert last.is_file(), "no checkpoint within 4 minutes"
+        time.sleep(1.5)  # let it train on, and likely be writing the next one
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    saved = torch.load(last, weights_only=False)  # whole, not half-written
+    assert saved["global_step"] >= 3
+    # a kill during a save may leave a `.last.ckpt.*.tmp` beside it; never a broken last.ckpt
+    resumed = compose_config(
+        tmp_path / "resumed",
+        [*TINY, f"trainer.max_epochs={saved['epoch'] + 2}", f"ckpt_path={run_dir}"],
+    )
+    metrics = train(resumed)
+    assert "test/seg/dice" in metrics
