@@ -51,6 +51,10 @@ NOT_ROW_KEYS: tuple[str, ...] = (
     "debug",
     "task_name",
     "tags",
+    "group",
+    "job_type",
+    "skip_finished",
+    "ckpt_path",
 )
 # rows when nothing varies: the architecture and the weighting
 FALLBACK_ROW_KEYS: tuple[str, ...] = (MODEL_KEY, "weighting")

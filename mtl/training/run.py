@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,9 @@ def _runs_dir(cfg: DictConfig, output_dir: Path) -> Path | None:
 
 
 def _train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    # our training samplers skip the batches a mid-epoch checkpoint already trained on
+    # (mtl.data.resumable); Lightning cannot see that and warns the resume is unreliable
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
     resolved = resolved_container(cfg)
     OmegaConf.save(resolved, output_dir / RUN_CONFIG)
     if cfg.get("extras", {}).get("print_config"):
