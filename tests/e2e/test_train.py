@@ -192,6 +192,7 @@ def test_short_training_learns(tmp_path):
             "data.num_val=64",
             "data.num_test=16",
             "data.batch_size=16",
+            "data.phantom.image_size=64",
             "encoder.channels=[8,16,32,64,128]",
             "trainer.max_epochs=8",
             "trainer.accelerator=cpu",
