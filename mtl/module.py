@@ -68,6 +68,10 @@ class MultiTaskModule(L.LightningModule):
     `nonfinite`: what a NaN/Inf task loss or gradient does, `skip` the optimizer step
     (counted in `train/nonfinite_skipped`) or `stop` with `NonFiniteLossError`;
     `max_nonfinite_skips` consecutive skips stop the run too (it has diverged).
+    `compile`: `torch.compile` the network's forward in place (`true`, or a dict of
+    `torch.compile` options such as `{mode: max-autotune}`); parameter names and checkpoints
+    stay those of the plain network. `grad_source=features` steps call `encode`/`decode`
+    directly and run uncompiled.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class MultiTaskModule(L.LightningModule):
         gradient_clip_algorithm: str = "norm",
         nonfinite: str = "skip",
         max_nonfinite_skips: int = 20,
+        compile: bool | Mapping[str, Any] = False,
     ) -> None:
         super().__init__()
         if list(tasks) != net.task_names or list(tasks) != weighting.task_names:
@@ -148,6 +153,8 @@ class MultiTaskModule(L.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
+        if compile:
+            self.net.compile(**(dict(compile) if isinstance(compile, Mapping) else {}))
         stages = STAGES if train_metrics else STAGES[1:]
         # one MetricCollection per task per stage; ModuleDict keys cannot contain '/'
         self.metrics = nn.ModuleDict(
@@ -161,6 +168,7 @@ class MultiTaskModule(L.LightningModule):
         # the last Gramian of the shared-parameter task gradients (for the conflict heat map)
         self.last_gradient_gram: Tensor | None = None
         self.last_gradient_step = -1
+        self._pending_diagnostics: dict[str, Tensor] = {}
 
     # -- forward and losses ----------------------------------------------------------------
     def forward(self, image: Tensor) -> dict[str, Tensor]:
@@ -510,17 +518,17 @@ class MultiTaskModule(L.LightningModule):
 
     def _log_step(self, batch_size: int) -> None:
         names = list(self.tasks)
-        logged: dict[str, Any] = {}
+        if self.last_gradient_step == self.global_step - 1 and self.last_gradient_gram is not None:
+            # kept until a step that reaches the loggers: diagnostics every N steps and
+            # logging every M steps rarely fall on the same step
+            self._pending_diagnostics = self._diagnostic_metrics(names)
+        if not self._logs_this_step():
+            return  # Lightning would drop this step's on-step values: skip the `self.log` cost
+        logged: dict[str, Any] = dict(self._pending_diagnostics)
+        self._pending_diagnostics = {}
         weights = self._window.get("weights")
         if weights is not None:
             logged.update({f"train/weight/{n}": weights[i] for i, n in enumerate(names)})
-        if self.last_gradient_step == self.global_step - 1 and self.last_gradient_gram is not None:
-            gram = self.last_gradient_gram
-            cos = cosine_matrix(gram)
-            for i, a in enumerate(names):
-                logged[f"train/grad_norm/{a}"] = gram[i, i].clamp_min(0).sqrt()
-                for j in range(i + 1, len(names)):
-                    logged[f"train/grad_cos/{a}~{names[j]}"] = cos[i, j]
         for key, value in self.weighting.extra_metrics().items():
             logged[f"train/weighting/{key}"] = value
         logged["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
@@ -530,6 +538,27 @@ class MultiTaskModule(L.LightningModule):
             on_epoch=False,
             batch_size=batch_size,
         )
+
+    def _diagnostic_metrics(self, names: list[str]) -> dict[str, Tensor]:
+        """Per-task gradient norms and pairwise cosines from the last recorded Gramian."""
+        gram = self.last_gradient_gram
+        assert gram is not None
+        cos = cosine_matrix(gram)
+        out: dict[str, Tensor] = {}
+        for i, a in enumerate(names):
+            out[f"train/grad_norm/{a}"] = gram[i, i].clamp_min(0).sqrt()
+            for j in range(i + 1, len(names)):
+                out[f"train/grad_cos/{a}~{names[j]}"] = cos[i, j]
+        return out
+
+    def _logs_this_step(self) -> bool:
+        """Whether Lightning hands this step's on-step values to the loggers (every
+        `trainer.log_every_n_steps` steps, and on the last); on other steps they are dropped."""
+        trainer = self.trainer
+        connector = getattr(trainer, "_logger_connector", None)
+        if connector is None:
+            return True
+        return bool(connector.should_update_logs or trainer.fast_dev_run)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # gradients are unscaled here (Lightning unscales before this hook under 16-mixed)

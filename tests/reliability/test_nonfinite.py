@@ -113,3 +113,12 @@ def test_grads_finite_with_float64_default_dtype():
         assert not grads_finite([p])
     finally:
         torch.set_default_dtype(old)
+
+
+def test_grads_finite_on_huge_but_finite_gradients():
+    # their squared norm overflows: the fast norm check defers to the exact elementwise one
+    p = torch.nn.Parameter(torch.zeros(4))
+    p.grad = torch.full((4,), 1e30)
+    assert grads_finite([p])
+    p.grad[2] = float("-inf")
+    assert not grads_finite([p])
