@@ -59,7 +59,8 @@ def compose_row(args, weighting: str, model: str, source: str | None, out: Path)
     if source is not None:
         overrides.append(f"weighting.grad_source={source}")
     cfg = _common.compose_config([*overrides, *args.override], out)
-    sizes = {"num_train": args.batch_size * args.steps, "num_val": 8, "num_test": 8}
+    # enough slices that every class occurs (class weights need it); max_steps ends the run
+    sizes = {"num_train": max(args.batch_size * args.steps, 64), "num_val": 8, "num_test": 8}
     with open_dict(cfg):
         cfg.data.update({key: v for key, v in sizes.items() if key in cfg.data})
     return cfg

@@ -230,8 +230,8 @@ def main() -> None:
     overrides += args.override
     cfg = _common.compose_config(overrides, out)
     batch_size = int(cfg.data.batch_size)
-    with open_dict(cfg):  # synthetic data: exactly one epoch of warmup + steps batches
-        sizes = {"num_train": batch_size * total, "num_val": 8, "num_test": 8}
+    with open_dict(cfg):  # synthetic data: one epoch holds warmup + steps batches
+        sizes = {"num_train": max(batch_size * total, 64), "num_val": 8, "num_test": 8}
         cfg.data.update({k: v for k, v in sizes.items() if k in cfg.data})
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)

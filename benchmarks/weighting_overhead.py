@@ -84,7 +84,7 @@ def compose_run(args, method: str, k: int, source: str | None, out: Path) -> Dic
     cfg = _common.compose_config([*overrides, *args.override], out)
     with open_dict(cfg):
         batches = int(cfg.data.batch_size) * (args.warmup + args.steps)
-        sizes = {"num_train": batches, "num_val": 8, "num_test": 8}
+        sizes = {"num_train": max(batches, 64), "num_val": 8, "num_test": 8}
         cfg.data.update({key: v for key, v in sizes.items() if key in cfg.data})
         if k == 3:  # a third task: a second slice-classification head on the same target
             cfg.tasks.aux = cfg.tasks.cls

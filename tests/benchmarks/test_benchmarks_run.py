@@ -19,7 +19,7 @@ SCRIPTS = {
     ],
     "data_path": [
         *("--data", "ct", "nnunet", "--rounds", "1", "--batches", "1", "--steps", "1"),
-        *("--num-train", "32", "--image-size", "32", "--num-workers", "0"),
+        *("--num-train", "32", "--image-size", "32", "--num-workers", "0", "--batch-size", "4"),
         *("--nnunet-cases", "4", "--nnunet-shape", "32", "32", "6", "--threads", "1", TINY_NET),
     ],
     "weighting_overhead": [
