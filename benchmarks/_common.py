@@ -10,6 +10,7 @@ import logging
 import os
 import statistics
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,10 +44,34 @@ def add_device_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_clock_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="wall: elapsed time; cpu: this process's CPU time, for single-threaded CPU runs "
+        "(--threads 1, no loader workers) on a shared machine, where other jobs' load "
+        "stretches wall time",
+    )
+
+
+_clock = time.perf_counter
+
+
+def now() -> float:
+    """Seconds on the clock chosen with `--clock`."""
+    return _clock()
+
+
 def setup_process(args: argparse.Namespace) -> None:
-    """Threads, quiet Lightning, and a clear error when CUDA is asked for and absent."""
+    """Threads, clock, quiet Lightning, and a clear error when CUDA is asked for and absent."""
+    global _clock
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is visible")
+    if getattr(args, "clock", "wall") == "cpu":
+        if args.device == "cuda":
+            raise SystemExit("--clock cpu measures CPU work only; use --clock wall on a GPU")
+        _clock = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
     for name in ("lightning.pytorch", "lightning.fabric", "mtl"):
@@ -83,9 +108,10 @@ def sync(device: torch.device | str) -> None:
 
 
 def describe_device(device: str) -> str:
+    clock = "CPU-time clock" if _clock is time.process_time else "wall clock"
     if device == "cuda":
-        return torch.cuda.get_device_name()
-    return f"CPU ({torch.get_num_threads()} threads, {os.cpu_count()} cores)"
+        return f"{torch.cuda.get_device_name()}, {clock}"
+    return f"CPU ({torch.get_num_threads()} threads, {os.cpu_count()} cores), {clock}"
 
 
 def median_spread(values: Sequence[float]) -> tuple[float, float, float]:

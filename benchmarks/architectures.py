@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -88,7 +87,7 @@ class Candidate:
     def step(self) -> float:
         """Seconds of one forward + backward + AdamW step."""
         _common.sync(self.device)
-        start = time.perf_counter()
+        start = _common.now()
         self.optimizer.zero_grad(set_to_none=True)
         with autocast_for(self.precision, self.device):
             out = self.net(self.image)
@@ -96,7 +95,7 @@ class Candidate:
         loss.backward()
         self.optimizer.step()
         _common.sync(self.device)
-        return time.perf_counter() - start
+        return _common.now() - start
 
 
 def measure(encoder: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -133,6 +132,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("/tmp/mtl-architectures"))
     _common.add_device_args(parser)
+    _common.add_clock_arg(parser)
     args = parser.parse_args()
     _common.setup_process(args)
     torch.manual_seed(0)

@@ -111,6 +111,8 @@ def main() -> None:
     args = parser.parse_args()
     _common.setup_process(args)
     args.out = args.out or Path(tempfile.mkdtemp(prefix="mtl-memory-"))
+    if any(o.startswith(("data=", "experiment=")) for o in args.override):
+        args.image_size = 0  # the phantom size belongs to the CT data only
     if args.one:
         print(json.dumps({"mib": measure_one(args, json.loads(args.one))}))
         return
@@ -123,9 +125,10 @@ def main() -> None:
     ]
 
     kind = "CUDA max allocated" if args.device == "cuda" else "peak RSS (VmHWM)"
+    size = f"CT {args.image_size}x{args.image_size}" if args.image_size else "configured data"
     print(
         f"# memory: {_common.describe_device(args.device)}, torch {torch.__version__}, "
-        f"{kind}, CT {args.image_size}x{args.image_size}, batch {args.batch_size}, "
+        f"{kind}, {size}, batch {args.batch_size}, "
         f"{args.steps} steps, one fresh process per row"
     )
     print("| what | weighting | model | grad source | peak (MiB) | ratio | relative to |")

@@ -13,7 +13,8 @@ validation and checkpoints is not per-step and is left out). The order alternate
 round to round; per-round ratios to the plain loop are reported as median and spread.
 The reliability checks in our step (finite losses, finite gradients, a copy of BatchNorm
 statistics) and the gradient diagnostics are micro-timed separately and shown as a share of
-the plain step. The last line is `ratio: <our s/step / plain s/step>` (median over rounds).
+the plain step. The last line is `ratio: <our s/step / plain s/step>`: the median over
+rounds for train.py as shipped, plus the amortised share of the gradient diagnostics step.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import argparse
 import copy
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -58,7 +58,7 @@ class WindowTimer(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if batch_idx in (self.first, self.last):
             _common.sync(self.device)
-            now = time.perf_counter()
+            now = _common.now()
             if batch_idx == self.first:
                 self.start = now
             else:
@@ -136,10 +136,10 @@ def plain(cfg, datamodule, net: torch.nn.Module, module: MultiTaskModule, args) 
             scheduler.step()
         if step == args.warmup - 1:
             _common.sync(device)
-            start = time.perf_counter()
+            start = _common.now()
         if step == total - 1:
             _common.sync(device)
-            return (time.perf_counter() - start) / args.steps
+            return (_common.now() - start) / args.steps
     raise RuntimeError("the loader ran out before warmup + steps batches; raise data.num_train")
 
 
@@ -148,10 +148,10 @@ def micro_ms(fn: Callable[[], Any], device: str, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         _common.sync(device)
-        start = time.perf_counter()
+        start = _common.now()
         fn()
         _common.sync(device)
-        times.append(1000 * (time.perf_counter() - start))
+        times.append(1000 * (_common.now() - start))
     return statistics.median(times)
 
 
@@ -195,7 +195,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's")
     parser.add_argument("--image-size", type=int, default=None, help="CT phantom size")
     parser.add_argument(
@@ -207,7 +207,10 @@ def main() -> None:
     parser.add_argument("--micro-repeats", type=int, default=20)
     parser.add_argument("--out", type=Path, default=None)
     _common.add_device_args(parser)
+    _common.add_clock_arg(parser)
     args = parser.parse_args()
+    if args.warmup < 1:
+        parser.error("--warmup must be >= 1 (the timed window starts after a warm-up step)")
     _common.setup_process(args)
     out = args.out or Path(tempfile.mkdtemp(prefix="mtl-overhead-"))
 
@@ -281,14 +284,19 @@ def main() -> None:
             f"{min(per_round):.3f}-{max(per_round):.3f} | {verdict} |"
         )
     plain_ms = 1000 * statistics.median(times["plain"])
+    diagnostics = sum(ms for name, ms in costs.items() if name.startswith("gradient diag"))
+    main_path = "shipped" if "shipped" in ratios else args.variants[0]
+    # the timed windows skip the diagnostics step (1 in `diagnostics_every`): add its share
+    shipped = statistics.median(ratios[main_path]) + diagnostics / plain_ms
+    verdict = f"<= 1.05 {'ok' if shipped <= 1.05 else 'MISSED'}"
+    print(f"| {labels[main_path]}, diagnostics amortised | | | {shipped:.3f} | | {verdict} |")
     print()
     print(f"# per-step work our step adds (median of {args.micro_repeats} calls each)")
     print("| component | ms/step | % of plain step |")
     print("|---|---:|---:|")
     for name, ms in costs.items():
         print(f"| {name} | {ms:.2f} | {100 * ms / plain_ms:.2f}% |")
-    main_path = "shipped" if "shipped" in ratios else args.variants[0]
-    print(f"ratio: {statistics.median(ratios[main_path]):.3f}")
+    print(f"ratio: {shipped:.3f}")
 
 
 if __name__ == "__main__":

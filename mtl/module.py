@@ -38,6 +38,7 @@ from mtl.training.nonfinite import (
     describe,
     grads_finite,
     nonfinite_tasks,
+    rows_finite,
 )
 from mtl.training.schedule import LRSchedule
 from mtl.training.task_gradients import (
@@ -388,7 +389,7 @@ class MultiTaskModule(L.LightningModule):
     ) -> tuple[Tensor, Tensor] | None:
         """(shared direction, task-specific update) for a non-finite step (plain sums, for
         GradScaler to detect and skip) or a Gramian method (w^T G); None otherwise."""
-        if not torch.isfinite(grads).all():
+        if not rows_finite(grads):
             self._window["nonfinite"] = True
             return g_shared.sum(0), g_other.sum(0)
         if isinstance(self.weighting, GramianWeighting):

@@ -47,6 +47,15 @@ def grads_finite(params: Iterable[torch.nn.Parameter]) -> bool:
     return _grads_finite_exact(groups.values())
 
 
+def rows_finite(matrix: Tensor) -> bool:
+    """Whether a (T, D) gradient matrix is finite, at one host sync: its row norms in one
+    read pass; only a non-finite norm (a bad step, or an overflow of huge finite values)
+    falls back to the elementwise test (several passes and temporaries on CPU)."""
+    if bool(torch.isfinite(torch.linalg.vector_norm(matrix, dim=-1)).all()):
+        return True
+    return bool(torch.isfinite(matrix).all())
+
+
 def _grads_finite_exact(groups: Iterable[list[Tensor]]) -> bool:
     """Elementwise check of every gradient (GradScaler's fused kernel), one flag per group."""
     found = []
