@@ -47,13 +47,15 @@ def grads_finite(params: Iterable[torch.nn.Parameter]) -> bool:
     return _grads_finite_exact(groups.values())
 
 
-def rows_finite(matrix: Tensor) -> bool:
-    """Whether a (T, D) gradient matrix is finite, at one host sync: its row norms in one
-    read pass; only a non-finite norm (a bad step, or an overflow of huge finite values)
-    falls back to the elementwise test (several passes and temporaries on CPU)."""
-    if bool(torch.isfinite(torch.linalg.vector_norm(matrix, dim=-1)).all()):
+def tensors_finite(*tensors: Tensor) -> bool:
+    """Whether every entry of `tensors` (e.g. per-task gradient matrices) is finite, at one
+    host sync: their norms in one read pass each; only a non-finite norm (a bad step, or an
+    overflow of huge finite values) falls back to the elementwise test, which takes several
+    passes and temporaries on CPU."""
+    norms = torch.stack([torch.linalg.vector_norm(t.float()) for t in tensors])
+    if bool(torch.isfinite(norms).all()):
         return True
-    return bool(torch.isfinite(matrix).all())
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
 def _grads_finite_exact(groups: Iterable[list[Tensor]]) -> bool:

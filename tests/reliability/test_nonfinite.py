@@ -13,7 +13,7 @@ from fixtures.faults import NaNImageAt, all_finite
 
 from mtl.training.builders import build_callbacks, build_datamodule, build_module, build_trainer
 from mtl.training.failure import FAILURE_FILE
-from mtl.training.nonfinite import NonFiniteLossError, grads_finite, rows_finite
+from mtl.training.nonfinite import NonFiniteLossError, grads_finite, tensors_finite
 from mtl.training.run import train
 
 # 24 training slices, batch 8, drop_last: 3 steps an epoch
@@ -124,12 +124,12 @@ def test_grads_finite_on_huge_but_finite_gradients():
     assert not grads_finite([p])
 
 
-def test_rows_finite_is_exact():
-    matrix = torch.ones(2, 5)
-    assert rows_finite(matrix)
-    matrix[1, 3] = float("nan")
-    assert not rows_finite(matrix)
+def test_tensors_finite_is_exact():
+    matrix, vector = torch.ones(2, 5), torch.ones(3)
+    assert tensors_finite(matrix, vector)
+    vector[1] = float("nan")
+    assert not tensors_finite(matrix, vector)
     huge = torch.full((2, 5), 1e30)  # finite, but the squared norm overflows
-    assert rows_finite(huge)
+    assert tensors_finite(huge, torch.ones(3))
     huge[0, 0] = float("inf")
-    assert not rows_finite(huge)
+    assert not tensors_finite(huge, torch.ones(3))
