@@ -65,6 +65,32 @@ class WindowTimer(L.Callback):
                 self.seconds = now - self.start
 
 
+class Profile(L.Callback):
+    """torch.profiler over the training batches `[warmup, warmup + steps)`."""
+
+    def __init__(self, warmup: int, steps: int) -> None:
+        self.first, self.last = warmup, warmup + steps - 1
+        self.profiler = torch.profiler.profile()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.first:
+            self.profiler.__enter__()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == self.last:
+            self.profiler.__exit__(None, None, None)
+
+
+def profile_table(cfg, datamodule, module: MultiTaskModule, args) -> str:
+    """Operators of `--profile` of our training steps, by self time."""
+    module.weighting.num_steps.fill_(1)
+    profile = Profile(args.warmup, min(args.profile, args.steps))
+    trainer = build_trainer(cfg, [*build_callbacks(cfg), profile], build_loggers(cfg))
+    trainer.fit(module, datamodule=datamodule)
+    sort = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
+    return profile.profiler.key_averages().table(sort_by=sort, row_limit=args.profile_rows)
+
+
 def without_step_logging(module: MultiTaskModule) -> Callable[[], None]:
     """Silence the module's per-step `self.log` calls; returns the undo."""
     original = module._log_losses
@@ -205,6 +231,10 @@ def main() -> None:
         choices=["shipped", "no_step_logging"],
     )
     parser.add_argument("--micro-repeats", type=int, default=20)
+    parser.add_argument(
+        "--profile", type=int, default=0, help="also print a torch.profiler table of N steps"
+    )
+    parser.add_argument("--profile-rows", type=int, default=30)
     parser.add_argument("--out", type=Path, default=None)
     _common.add_device_args(parser)
     _common.add_clock_arg(parser)
@@ -249,6 +279,7 @@ def main() -> None:
                 times[path].append(plain(cfg, datamodule, net, module, args))
             else:
                 times[path].append(ours(cfg, datamodule, module, args, path))
+    table = profile_table(cfg, datamodule, module, args) if args.profile else ""
     costs = component_costs(cfg, datamodule, module, args)
 
     encoder = getattr(module.net, "encoder", None)
@@ -296,6 +327,8 @@ def main() -> None:
     print("|---|---:|---:|")
     for name, ms in costs.items():
         print(f"| {name} | {ms:.2f} | {100 * ms / plain_ms:.2f}% |")
+    if table:
+        print(f"\n# torch.profiler: {min(args.profile, args.steps)} of our steps\n{table}")
     print(f"ratio: {shipped:.3f}")
 
 
