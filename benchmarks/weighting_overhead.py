@@ -133,6 +133,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             for c in configs if round_ % 2 == 0 else configs[::-1]:
                 times[c].append(step_time(cfgs[c], datamodule, args, c[0]))
+        shape = "x".join(map(str, datamodule.input_shape))
         base = times[configs[0]]
         batch = int(cfgs[configs[0]].data.batch_size)
         tasks = len(cfgs[configs[0]].tasks)
@@ -147,9 +148,10 @@ def main() -> None:
 
     print(
         f"# weighting overhead: {_common.describe_device(args.device)}, torch "
-        f"{torch.__version__}, {precision}, batch {rows[0][5]}, {args.rounds} rounds x "
-        f"{args.steps} steps (after {args.warmup}), configurations interleaved; "
-        f"x EW (x plain) = median over rounds of (step / EW's (plain loop's) step in that round)"
+        f"{torch.__version__}, {precision}, input {shape}, batch {rows[0][5]}, "
+        f"{args.rounds} rounds x {args.steps} steps (after {args.warmup}), configurations "
+        f"interleaved; x EW (x plain) = median over rounds of (step / EW's (plain loop's) "
+        f"step in that round)"
     )
     print(
         "| k | method | grad source | step (ms) | images/s | x EW | x EW min-max | x plain "

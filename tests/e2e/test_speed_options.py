@@ -76,3 +76,16 @@ def test_compiled_network_trains_a_step(tmp_path):
     # compiled in place: parameter names (and checkpoints) are the plain network's
     assert set(module.net.state_dict()) == set(before)
     assert any(not v.equal(before[k]) for k, v in module.net.state_dict().items())
+
+
+def test_gradient_methods_need_every_parameter_shared_or_owned_by_one_task(tmp_path, monkeypatch):
+    from mtl.models import HardParameterSharing
+
+    def first_task_only(self, task):
+        yield from (self.heads[task].parameters() if task == self.task_names[0] else ())
+
+    monkeypatch.setattr(HardParameterSharing, "task_parameters", first_task_only)
+    cfg = compose_config(tmp_path, [*TINY, "weighting=pcgrad"])
+    with pytest.raises(ValueError, match="exactly once"):
+        build_module(cfg, build_datamodule(cfg))
+    build_module(compose_config(tmp_path, TINY), build_datamodule(cfg))  # EW does not care
