@@ -38,13 +38,17 @@ from mtl.training.nonfinite import (
     describe,
     grads_finite,
     nonfinite_tasks,
+    tensors_finite,
 )
 from mtl.training.schedule import LRSchedule
 from mtl.training.task_gradients import (
     all_reduce_mean,
     cosine_matrix,
     frozen_batchnorm_stats,
+    own_sizes,
     per_task_gradients,
+    scale_blocks,
+    task_gradients,
     world_size,
     write_grads,
 )
@@ -68,6 +72,10 @@ class MultiTaskModule(L.LightningModule):
     `nonfinite`: what a NaN/Inf task loss or gradient does, `skip` the optimizer step
     (counted in `train/nonfinite_skipped`) or `stop` with `NonFiniteLossError`;
     `max_nonfinite_skips` consecutive skips stop the run too (it has diverged).
+    `compile`: `torch.compile` the network's forward in place (`true`, or a dict of
+    `torch.compile` options such as `{mode: max-autotune}`); parameter names and checkpoints
+    stay those of the plain network. `grad_source=features` steps call `encode`/`decode`
+    directly and run uncompiled.
     """
 
     def __init__(
@@ -85,6 +93,7 @@ class MultiTaskModule(L.LightningModule):
         gradient_clip_algorithm: str = "norm",
         nonfinite: str = "skip",
         max_nonfinite_skips: int = 20,
+        compile: bool | Mapping[str, Any] = False,
     ) -> None:
         super().__init__()
         if list(tasks) != net.task_names or list(tasks) != weighting.task_names:
@@ -136,6 +145,8 @@ class MultiTaskModule(L.LightningModule):
         self.net = net
         self.has_shared = net.has_shared_parameters
         self.tasks = nn.ModuleDict(dict(tasks))
+        if isinstance(weighting, GradientWeighting):
+            self._check_parameter_partition()
         self.weighting = weighting
         self.optimizer_factory = optimizer
         self.schedule = schedule
@@ -148,6 +159,8 @@ class MultiTaskModule(L.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
+        if compile:
+            self.net.compile(**(dict(compile) if isinstance(compile, Mapping) else {}))
         stages = STAGES if train_metrics else STAGES[1:]
         # one MetricCollection per task per stage; ModuleDict keys cannot contain '/'
         self.metrics = nn.ModuleDict(
@@ -161,6 +174,7 @@ class MultiTaskModule(L.LightningModule):
         # the last Gramian of the shared-parameter task gradients (for the conflict heat map)
         self.last_gradient_gram: Tensor | None = None
         self.last_gradient_step = -1
+        self._pending_diagnostics: dict[str, Tensor] = {}
 
     # -- forward and losses ----------------------------------------------------------------
     def forward(self, image: Tensor) -> dict[str, Tensor]:
@@ -243,9 +257,30 @@ class MultiTaskModule(L.LightningModule):
     def _shared_params(self) -> list[nn.Parameter]:
         return [p for p in self.net.shared_parameters() if p.requires_grad]
 
-    def _other_params(self) -> list[nn.Parameter]:
+    def _task_blocks(self) -> list[list[nn.Parameter]]:
+        """Each task's own trainable parameters (`task_parameters`, shared ones excluded), in
+        task order: only that task's loss reaches them, so gradient methods keep one block
+        of gradients per task there instead of a mostly-zero (T, params) matrix."""
         shared = {id(p) for p in self._shared_params()}
-        return [p for p in self.net.parameters() if p.requires_grad and id(p) not in shared]
+        return [
+            [p for p in self.net.task_parameters(t) if p.requires_grad and id(p) not in shared]
+            for t in self.tasks
+        ]
+
+    def _other_params(self) -> list[nn.Parameter]:
+        return [p for block in self._task_blocks() for p in block]
+
+    def _check_parameter_partition(self) -> None:
+        """Shared and per-task parameters must hold every trainable parameter exactly once
+        (the `MultiTaskNet` contract) for per-task gradients in block form to be exact."""
+        listed = [id(p) for p in [*self._shared_params(), *self._other_params()]]
+        trainable = {id(p) for p in self.net.parameters() if p.requires_grad}
+        if len(listed) != len(set(listed)) or set(listed) != trainable:
+            raise ValueError(
+                f"{type(self.net).__name__}: shared_parameters() and task_parameters(t) must "
+                f"list every trainable parameter exactly once (a task's parameters reached by "
+                f"its own loss only); gradient weightings rely on it"
+            )
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor | None:
         acc = self.accumulate_grad_batches
@@ -327,10 +362,13 @@ class MultiTaskModule(L.LightningModule):
         return total
 
     def _params_accumulate(self, losses: list[Tensor], first: bool) -> Tensor:
-        params = self._shared_params() + self._other_params()
-        grads = per_task_gradients(losses, params, self._loss_scale())
-        grads = grads / self.accumulate_grad_batches
-        self._window["grads"] = grads if first else self._window["grads"] + grads
+        shared, blocks = self._shared_params(), self._task_blocks()
+        grads = task_gradients(losses, shared, blocks, self._loss_scale())
+        if self.accumulate_grad_batches > 1:
+            grads = tuple(g / self.accumulate_grad_batches for g in grads)
+        if not first:
+            grads = tuple(a + b for a, b in zip(self._window["grads"], grads, strict=True))
+        self._window["grads"] = grads  # (T, shared) matrix, per-task blocks
         return torch.stack(losses).detach().sum()
 
     def _features_step(
@@ -339,17 +377,15 @@ class MultiTaskModule(L.LightningModule):
         """k head backwards (gradients w.r.t. z and the heads) + one encoder backward."""
         weighting = self.weighting
         scale = self._loss_scale()
-        other = self._other_params()
-        grads = per_task_gradients(losses, [*representation, *other], scale)
-        n_z = sum(z.numel() for z in representation)
-        g_z, g_other = grads[:, :n_z], grads[:, n_z:]
+        blocks = self._task_blocks()
+        g_z, own = task_gradients(losses, representation, blocks, scale)
         # z is per sample: the Gramian of the global batch is the sum over ranks of the local
         # Gramians of 1/N-scaled gradients (the global loss is the mean of the rank losses)
         gram = all_reduce_mean(g_z @ g_z.T) / world_size()
         self._record_gram(gram)  # diagnostics here are w.r.t. the shared features
         weighting.observe_losses(self._window["loss_sum"] / self._window["count"])
         values = torch.stack(losses).detach()
-        combined = self._combine(grads, gram, g_z, g_other)
+        combined = self._combine(g_z, own, gram, own_sizes(blocks))
         if combined is not None:
             direction, rest = combined
             total = (self._window.get("weights", torch.ones_like(values)) * values).sum()
@@ -363,7 +399,7 @@ class MultiTaskModule(L.LightningModule):
             per_sample = weighting.aggregate_batched(per_sample, inputs)
             widths = [n // batch for n in sizes]
             direction = torch.cat([d.reshape(-1) for d in per_sample.split(widths, dim=1)])
-            rest = g_other.sum(0)
+            rest = own
             total = values.sum()
         # the encoder: one backward from z with the combined gradient (scaled for AMP)
         pieces = direction.mul(scale).split([z.numel() for z in representation])
@@ -371,22 +407,23 @@ class MultiTaskModule(L.LightningModule):
             features,
             [p.view(f.shape).to(f.dtype) for p, f in zip(pieces, features, strict=True)],
         )
-        write_grads(other, rest * scale)
+        write_grads([p for block in blocks for p in block], rest * scale)
         self._all_reduce_grads()
         return total
 
     def _combine(
-        self, grads: Tensor, gram: Tensor, g_shared: Tensor, g_other: Tensor
+        self, g_shared: Tensor, own: Tensor, gram: Tensor, sizes: list[int]
     ) -> tuple[Tensor, Tensor] | None:
         """(shared direction, task-specific update) for a non-finite step (plain sums, for
-        GradScaler to detect and skip) or a Gramian method (w^T G); None otherwise."""
-        if not torch.isfinite(grads).all():
+        GradScaler to detect and skip) or a Gramian method (w^T G); None otherwise. `own`:
+        the per-task blocks of task-specific gradients (`sizes` entries each)."""
+        if not tensors_finite(g_shared, own):
             self._window["nonfinite"] = True
-            return g_shared.sum(0), g_other.sum(0)
+            return g_shared.sum(0), own
         if isinstance(self.weighting, GramianWeighting):
-            weights = self.weighting.compute_weights(gram).to(grads)
+            weights = self.weighting.compute_weights(gram).to(g_shared)
             self._window["weights"] = weights
-            return weights @ g_shared, weights @ g_other
+            return weights @ g_shared, scale_blocks(own, sizes, weights)
         return None
 
     def _all_reduce_grads(self) -> None:
@@ -407,21 +444,19 @@ class MultiTaskModule(L.LightningModule):
     def _apply_params_update(self) -> None:
         """Aggregate the accumulated, rank-averaged per-task gradients and write `.grad`."""
         weighting = self.weighting
-        shared, other = self._shared_params(), self._other_params()
-        grads = all_reduce_mean(self._window.pop("grads"))
-        n_shared = sum(p.numel() for p in shared)
-        g_shared, g_other = grads[:, :n_shared], grads[:, n_shared:]
+        shared, blocks = self._shared_params(), self._task_blocks()
+        g_shared, own = (all_reduce_mean(g) for g in self._window.pop("grads"))
         weighting.observe_losses(self._window["loss_sum"] / self._window["count"])
         gram = g_shared @ g_shared.T
-        combined = self._combine(grads, gram, g_shared, g_other)
+        combined = self._combine(g_shared, own, gram, own_sizes(blocks))
         if combined is not None:
             direction, rest = combined
-        else:
-            direction, rest = weighting.aggregate(g_shared), g_other.sum(0)
+        else:  # task-specific parameters: each task's own gradient (the sum over tasks)
+            direction, rest = weighting.aggregate(g_shared), own
         self._record_gram(gram)
         scale = self._loss_scale()  # GradScaler will divide by it, and check for inf/NaN
         write_grads(shared, direction * scale)
-        write_grads(other, rest * scale)
+        write_grads([p for block in blocks for p in block], rest * scale)
 
     def _finish_step(self, opt: Any, batch: Mapping[str, Any]) -> None:
         weighting = self.weighting
@@ -510,17 +545,17 @@ class MultiTaskModule(L.LightningModule):
 
     def _log_step(self, batch_size: int) -> None:
         names = list(self.tasks)
-        logged: dict[str, Any] = {}
+        if self.last_gradient_step == self.global_step - 1 and self.last_gradient_gram is not None:
+            # kept until a step that reaches the loggers: diagnostics every N steps and
+            # logging every M steps rarely fall on the same step
+            self._pending_diagnostics = self._diagnostic_metrics(names)
+        if not self._logs_this_step():
+            return  # Lightning would drop this step's on-step values: skip the `self.log` cost
+        logged: dict[str, Any] = dict(self._pending_diagnostics)
+        self._pending_diagnostics = {}
         weights = self._window.get("weights")
         if weights is not None:
             logged.update({f"train/weight/{n}": weights[i] for i, n in enumerate(names)})
-        if self.last_gradient_step == self.global_step - 1 and self.last_gradient_gram is not None:
-            gram = self.last_gradient_gram
-            cos = cosine_matrix(gram)
-            for i, a in enumerate(names):
-                logged[f"train/grad_norm/{a}"] = gram[i, i].clamp_min(0).sqrt()
-                for j in range(i + 1, len(names)):
-                    logged[f"train/grad_cos/{a}~{names[j]}"] = cos[i, j]
         for key, value in self.weighting.extra_metrics().items():
             logged[f"train/weighting/{key}"] = value
         logged["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
@@ -530,6 +565,27 @@ class MultiTaskModule(L.LightningModule):
             on_epoch=False,
             batch_size=batch_size,
         )
+
+    def _diagnostic_metrics(self, names: list[str]) -> dict[str, Tensor]:
+        """Per-task gradient norms and pairwise cosines from the last recorded Gramian."""
+        gram = self.last_gradient_gram
+        assert gram is not None
+        cos = cosine_matrix(gram)
+        out: dict[str, Tensor] = {}
+        for i, a in enumerate(names):
+            out[f"train/grad_norm/{a}"] = gram[i, i].clamp_min(0).sqrt()
+            for j in range(i + 1, len(names)):
+                out[f"train/grad_cos/{a}~{names[j]}"] = cos[i, j]
+        return out
+
+    def _logs_this_step(self) -> bool:
+        """Whether Lightning hands this step's on-step values to the loggers (every
+        `trainer.log_every_n_steps` steps, and on the last); on other steps they are dropped."""
+        trainer = self.trainer
+        connector = getattr(trainer, "_logger_connector", None)
+        if connector is None:
+            return True
+        return bool(connector.should_update_logs or trainer.fast_dev_run)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # gradients are unscaled here (Lightning unscales before this hook under 16-mixed)

@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mtl.data.augment import BatchAugment
@@ -35,7 +36,7 @@ class MultiTaskDataModule(L.LightningDataModule):
     batch_size: int
     eval_batch_size: int
     num_workers: int = 0
-    pin_memory: bool = False
+    pin_memory: bool | None = None  # None: pinned when workers feed a CUDA device
     persistent_workers: bool = False
     shuffle_train: bool = True
     sampling: Sampling | None = None
@@ -75,10 +76,20 @@ class MultiTaskDataModule(L.LightningDataModule):
             shuffle=shuffle if sampler is None else None,
             sampler=sampler,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pins_memory,
             persistent_workers=self.persistent_workers,
             drop_last=shuffle and len(dataset) > self.batch_size,
         )
+
+    @property
+    def pins_memory(self) -> bool:
+        """`pin_memory`, or when unset: pinned when workers feed a CUDA device (page-locked
+        batches copy to the GPU asynchronously; on CPU pinning is wasted work)."""
+        if self.pin_memory is not None:
+            return bool(self.pin_memory)
+        trainer = self.trainer
+        on_cuda = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        return on_cuda and self.num_workers > 0
 
     def _train_sampler(self, dataset: Dataset, shuffle: bool) -> DistributedSampler:
         """Order fixed by (seed, epoch), one disjoint share per DDP rank (Lightning keeps a
@@ -129,6 +140,19 @@ class MultiTaskDataModule(L.LightningDataModule):
     def input_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one training image, for FLOP counts and shape checks."""
         raise NotImplementedError(f"{type(self).__name__} does not report its input_shape")
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Drop the `has_target` masks that are all True, while they are still on the host:
+        a missing mask means "every sample labelled" to the losses and metrics, and testing a
+        mask on the GPU (`bool(mask.all())`) would make every step wait for the GPU."""
+        masks = batch.get("has_target") if isinstance(batch, dict) else None
+        if masks:
+            batch["has_target"] = {
+                name: mask
+                for name, mask in masks.items()
+                if not (isinstance(mask, Tensor) and mask.device.type == "cpu" and mask.all())
+            }
+        return batch
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = self.trainer

@@ -130,8 +130,8 @@ class NpyMultiTaskDataModule(MultiTaskDataModule):
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
         augment: BatchAugment | None = None,
         shuffle_train: bool = True,
     ) -> None:

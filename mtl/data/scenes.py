@@ -141,8 +141,8 @@ class SyntheticScenesDataModule(MultiTaskDataModule):
         batch_size: int = 16,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
         augment: BatchAugment | None = None,
         shuffle_train: bool = True,
     ) -> None:

@@ -5,7 +5,9 @@ Shared by `train.py`, `eval.py` and the tests, so every entry point validates th
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -97,7 +99,7 @@ def build_module(cfg: DictConfig, datamodule: MultiTaskDataModule) -> MultiTaskM
     decoder = instantiate(cfg.decoder, _convert_="all") if cfg.get("decoder") else None
     net = instantiate(cfg.model, _convert_="all")(encoder=encoder, tasks=tasks, decoder=decoder)
     weighting = instantiate(cfg.weighting, _convert_="all")(task_names=list(tasks))
-    optimizer = instantiate(cfg.optimizer, _convert_="all")
+    optimizer = build_optimizer_factory(cfg)
     schedule = instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None
     trainer_cfg = cfg.get("trainer") or {}
     module = instantiate(cfg.module, _convert_="all")(
@@ -113,6 +115,20 @@ def build_module(cfg: DictConfig, datamodule: MultiTaskDataModule) -> MultiTaskM
     )
     check_optimized_metric(cfg, module)
     return module
+
+
+def build_optimizer_factory(cfg: DictConfig) -> Callable[..., Any]:
+    """The optimizer partial. Lightning's mixed-precision plugin refuses to clip gradients
+    for a fused optimizer (one may unscale GradScaler's gradients inside its step, after
+    clipping ran), so with `*-mixed` precision and clipping on, fused becomes false."""
+    factory = instantiate(cfg.optimizer, _convert_="all")
+    trainer_cfg = cfg.get("trainer") or {}
+    precision = str(trainer_cfg.get("precision", ""))
+    mixed = precision.endswith("-mixed") or precision in ("16", "bf16")
+    if cfg.optimizer.get("fused") and mixed and trainer_cfg.get("gradient_clip_val"):
+        log.info("optimizer.fused=true with mixed precision and clipping: using fused=false")
+        factory = functools.partial(factory, fused=False)
+    return factory
 
 
 def check_optimized_metric(cfg: DictConfig, module: MultiTaskModule) -> None:

@@ -38,20 +38,59 @@ def per_task_gradients(
 
     `scale` is the AMP loss scale: the backward runs on `scale * L_i` (so fp16 activations'
     gradients do not underflow) and the rows are unscaled before anyone looks at them.
-    Inputs a task does not reach get zeros. Gradients are copied straight into one
-    preallocated matrix (one pass per gradient: layout, dtype and placement at once).
+    Inputs a task does not reach get zeros.
     """
-    inputs = list(inputs)
-    dtype = torch.promote_types(inputs[0].dtype, torch.float32)
-    sizes = [x.numel() for x in inputs]
-    matrix = torch.zeros(len(losses), sum(sizes), dtype=dtype, device=inputs[0].device)
-    for row, loss in zip(matrix, losses, strict=True):
+    return task_gradients(losses, inputs, [() for _ in losses], scale)[0]
+
+
+def task_gradients(
+    losses: Sequence[Tensor],
+    shared: Sequence[Tensor],
+    own: Sequence[Sequence[Tensor]],
+    scale: float = 1.0,
+) -> tuple[Tensor, Tensor]:
+    """Per-task gradients in block form: the (T, S) matrix of d losses[i] / d `shared`, and
+    one (O,) vector holding, in task i's block, d losses[i] / d `own[i]`.
+
+    `own[i]` are inputs only task i's loss reaches (its head): every other task's gradient
+    there is zero, so a dense (T, O) matrix would be mostly zeros - T times the memory,
+    copies and all-reduce traffic for the largest part of most networks. Blocks follow each
+    other in task order (`own_sizes`). One backward per task, on its own graph; gradients
+    are copied straight into the preallocated outputs (layout, dtype and placement in one
+    pass), unscaled by `scale` (the AMP loss scale) at the end; unreached inputs get zeros.
+    """
+    shared, own = list(shared), [list(block) for block in own]
+    first = next(x for x in (*shared, *(x for block in own for x in block)))
+    dtype = torch.promote_types(first.dtype, torch.float32)
+    shared_sizes = [x.numel() for x in shared]
+    matrix = torch.zeros(len(losses), sum(shared_sizes), dtype=dtype, device=first.device)
+    flat = torch.zeros(sum(own_sizes(own)), dtype=dtype, device=first.device)
+    blocks = flat.split(own_sizes(own))
+    for row, block, loss, inputs in zip(matrix, blocks, losses, own, strict=True):
         # separate graphs: each backward walks only what its own loss reaches
-        grads = torch.autograd.grad(loss * scale, inputs, retain_graph=True, allow_unused=True)
-        for piece, g in zip(row.split(sizes), grads, strict=True):
+        grads = torch.autograd.grad(
+            loss * scale, [*shared, *inputs], retain_graph=True, allow_unused=True
+        )
+        pieces = [*row.split(shared_sizes), *block.split([x.numel() for x in inputs])]
+        for piece, g in zip(pieces, grads, strict=True):
             if g is not None:
                 piece.view(g.shape).copy_(g)
-    return matrix / scale if scale != 1.0 else matrix
+    if scale != 1.0:
+        matrix, flat = matrix / scale, flat / scale
+    return matrix, flat
+
+
+def own_sizes(own: Sequence[Sequence[Tensor]]) -> list[int]:
+    """Entries of each task's block of task-specific gradients."""
+    return [sum(x.numel() for x in block) for block in own]
+
+
+def scale_blocks(flat: Tensor, sizes: Sequence[int], weights: Tensor) -> Tensor:
+    """Task i's block of `flat` times weights[i]: what `weights @ G` gives for task-specific
+    parameters, computed on the block form."""
+    return torch.cat(
+        [b * w for b, w in zip(flat.split(list(sizes)), weights.to(flat), strict=True)]
+    )
 
 
 def write_grads(params: Sequence[nn.Parameter], flat: Tensor) -> None:

@@ -55,6 +55,10 @@ class Weighting(nn.Module):
         self.task_names = list(task_names)
         self.seed = int(seed)
         self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
+        # `num_steps` as a Python int, with the buffer object and its in-place version counter
+        # it was read from: the loop reads `step` every batch, and `int()` of a GPU tensor
+        # waits for the GPU. Holding the object keeps its identity from being reused.
+        self._step_cache: tuple[Tensor, int, int] | None = None
 
     @property
     def num_tasks(self) -> int:
@@ -62,7 +66,14 @@ class Weighting(nn.Module):
 
     @property
     def step(self) -> int:
-        return int(self.num_steps)
+        """Optimizer steps done (the `num_steps` buffer, read without a device sync)."""
+        buffer, cache = self.num_steps, self._step_cache
+        version = _version(buffer)
+        if cache is not None and cache[0] is buffer and cache[1] == version:
+            return cache[2]
+        value = int(buffer)
+        self._step_cache = None if version is None else (buffer, version, value)
+        return value
 
     def step_generator(self, device: torch.device | str = "cpu") -> torch.Generator:
         """A generator seeded by (seed, step): identical on every rank and after a resume."""
@@ -85,11 +96,23 @@ class Weighting(nn.Module):
         """Epoch boundary (DWA's loss history)."""
 
     def step_done(self) -> None:
+        step = self.step
         self.num_steps += 1
+        version = _version(self.num_steps)
+        self._step_cache = None if version is None else (self.num_steps, version, step + 1)
 
     def extra_metrics(self) -> dict[str, Tensor]:
         """Method-specific scalars worth logging each step (e.g. UW's sigma)."""
         return {}
+
+
+def _version(tensor: Tensor) -> int | None:
+    """The in-place version counter of a tensor (bumped by `+=`, `copy_`, `fill_`, a
+    checkpoint load); None where versions are not tracked (inference tensors)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None
 
 
 class LossWeighting(Weighting):

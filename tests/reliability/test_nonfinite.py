@@ -13,7 +13,7 @@ from fixtures.faults import NaNImageAt, all_finite
 
 from mtl.training.builders import build_callbacks, build_datamodule, build_module, build_trainer
 from mtl.training.failure import FAILURE_FILE
-from mtl.training.nonfinite import NonFiniteLossError, grads_finite
+from mtl.training.nonfinite import NonFiniteLossError, grads_finite, tensors_finite
 from mtl.training.run import train
 
 # 24 training slices, batch 8, drop_last: 3 steps an epoch
@@ -113,3 +113,23 @@ def test_grads_finite_with_float64_default_dtype():
         assert not grads_finite([p])
     finally:
         torch.set_default_dtype(old)
+
+
+def test_grads_finite_on_huge_but_finite_gradients():
+    # their squared norm overflows: the fast norm check defers to the exact elementwise one
+    p = torch.nn.Parameter(torch.zeros(4))
+    p.grad = torch.full((4,), 1e30)
+    assert grads_finite([p])
+    p.grad[2] = float("-inf")
+    assert not grads_finite([p])
+
+
+def test_tensors_finite_is_exact():
+    matrix, vector = torch.ones(2, 5), torch.ones(3)
+    assert tensors_finite(matrix, vector)
+    vector[1] = float("nan")
+    assert not tensors_finite(matrix, vector)
+    huge = torch.full((2, 5), 1e30)  # finite, but the squared norm overflows
+    assert tensors_finite(huge, torch.ones(3))
+    huge[0, 0] = float("inf")
+    assert not tensors_finite(huge, torch.ones(3))
