@@ -10,13 +10,13 @@ tracked checkpoints into the new one and keeps their scores.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from mtl.data.atomic_io import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +24,9 @@ PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
-    """Copy beside the target, then rename: ranks copying at once cannot clash."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Ranks copying the same file at once cannot clash (atomic rename)."""
+    with open(source, "rb") as original:
+        write_atomic(target, lambda handle: shutil.copyfileobj(original, handle))
 
 
 class ResumableModelCheckpoint(ModelCheckpoint):

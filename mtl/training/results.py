@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from mtl.data.atomic_io import write_atomic
 
 
 def to_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -27,21 +27,10 @@ def to_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def write_json_atomic(path: str | Path, data: Mapping[str, Any]) -> Path:
-    """Write JSON through a temporary file + rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True, allow_nan=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())  # on disk before the rename makes it visible
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Readers never see half a file (`mtl.data.atomic_io`); NaN kept, keys sorted."""
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=True) + "\n"
+    write_atomic(path, lambda handle: handle.write(text.encode()))
+    return Path(path)
 
 
 def print_metrics_table(metrics: Mapping[str, float], title: str) -> None:
