@@ -5,6 +5,7 @@ Each metric's `compute()` returns a dict of named scalars, and (for the mixed-di
 """
 
 from mtl.metrics.boundary import BoundaryFScore
+from mtl.metrics.class_recall import PerClassRecall
 from mtl.metrics.delta_m import (
     BaselineTable,
     DeltaM,
@@ -30,6 +31,7 @@ __all__ = [
     "LesionRecall",
     "MultilabelMetrics",
     "NormalMetrics",
+    "PerClassRecall",
     "SegmentationMetrics",
     "delta_m",
     "directions_from_tasks",

@@ -1,5 +1,5 @@
 """Image-level multi-class classification: pooled head, CE or focal loss, accuracy/balanced
-accuracy/F1/AUROC."""
+accuracy/F1/AUROC and recall per class."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, Mul
 
 from mtl.dtypes import at_least_fp32
 from mtl.losses import CompositeLoss, loss_terms
+from mtl.metrics.class_recall import PerClassRecall
 from mtl.models.heads import PooledHead
 from mtl.tasks.base import ClassLabelTask, TargetSpec, TaskConfigError, loss_class_weights
 
@@ -102,6 +103,7 @@ class ClassificationTask(ClassLabelTask):
                 "balanced_acc": MulticlassAccuracy(n, average="macro"),
                 "f1": MulticlassF1Score(n, average="macro"),
                 "auroc": MulticlassAUROC(n, average="macro"),
+                "recall": PerClassRecall(self.class_names),
             },
             # accuracy micro/macro differ only by an argument: never merge their states
             compute_groups=False,
@@ -112,7 +114,10 @@ class ClassificationTask(ClassLabelTask):
 
     @property
     def higher_is_better(self) -> Mapping[str, bool]:
-        return {"acc": True, "balanced_acc": True, "f1": True, "auroc": True}
+        names = {"acc": True, "balanced_acc": True, "f1": True, "auroc": True}
+        if self.class_names:
+            names.update(PerClassRecall.names_for(self.class_names))
+        return names
 
     @property
     def primary_metric(self) -> str:

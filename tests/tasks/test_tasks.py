@@ -75,6 +75,10 @@ def test_classification_metrics_hand_computed():
     # recalls: class0 2/3, class1 1/1, class2 0/1 -> balanced 5/9
     assert out["balanced_acc"].item() == pytest.approx(5 / 9)
     assert 0.0 <= out["auroc"].item() <= 1.0
+    names = task.class_names
+    recalls = [out[f"recall_{c}"].item() for c in names]
+    assert recalls == pytest.approx([2 / 3, 1.0, 0.0])
+    assert set(out) <= set(task.higher_is_better)
 
 
 def test_higher_is_better_covers_per_class_dice():
