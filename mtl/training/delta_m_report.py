@@ -23,8 +23,9 @@ from mtl.metrics import (
 
 log = logging.getLogger(__name__)
 
-# metric names of one class each (segmentation's `dice_<class>`), left out of summaries
-PER_CLASS_PREFIXES: tuple[str, ...] = ("dice_",)
+# metric names of one class each (segmentation's `dice_<class>` and `lesion_recall_<class>`,
+# classification's `recall_<class>`), left out of summaries
+PER_CLASS_PREFIXES: tuple[str, ...] = ("dice_", "lesion_recall_", "recall_")
 
 
 def summary_metric_names(higher_is_better: Mapping[str, bool]) -> list[str]:

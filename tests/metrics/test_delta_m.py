@@ -184,3 +184,26 @@ def test_directions_from_tasks():
             self.higher_is_better = {"abs_err": False}
 
     assert directions_from_tasks([FakeTask()]) == {"depth": {"abs_err": False}}
+
+
+def test_summary_metrics_leave_out_every_per_class_name():
+    """delta_m and reports count summaries only: a class absent from the baseline's split
+    (recall 0) must not make delta_m undefined."""
+    from mtl.tasks import ClassificationTask, SegmentationTask
+    from mtl.tasks.base import TargetSpec
+    from mtl.training.delta_m_report import summary_metric_names
+
+    seg = SegmentationTask("seg", lesion_classes=["lesion"])
+    seg.bind(TargetSpec("segmentation", 3, ("background", "liver", "lesion")))
+    cls = ClassificationTask("cls")
+    cls.bind(TargetSpec("classification", 3, ("no_lesion", "benign", "malignant")))
+    assert "dice_lesion" in seg.higher_is_better
+    assert "lesion_recall_lesion" in seg.higher_is_better
+    assert "recall_malignant" in cls.higher_is_better
+    assert summary_metric_names(seg.higher_is_better) == [
+        "dice",
+        "miou",
+        "pixel_acc",
+        "lesion_recall",
+    ]
+    assert summary_metric_names(cls.higher_is_better) == ["acc", "balanced_acc", "f1", "auroc"]

@@ -130,3 +130,21 @@ def test_quick_ablation_end_to_end_and_resume(tmp_path):
     assert again.returncode == first.returncode
     assert (again.stdout + again.stderr).count("Skipping") == 3
     assert ckpt.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_submitit_launcher_runs_the_sweep_in_its_own_processes(tmp_path):
+    """The SLURM launcher's machinery (submitit pickles the Hydra job, a fresh process runs
+    it, results come back) through submitit's local executor: the path a cluster job takes,
+    short of sbatch. Each job lands in its own folder with its metrics."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    result = _train_multirun(
+        tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "seed=0,1"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = {"sweep/seed=0", "sweep/seed=1"}
+    assert _folders(tmp_path) == jobs
+    metrics = [(tmp_path / job / "metrics.json").read_text() for job in sorted(jobs)]
+    assert all('"test/seg/dice"' in m for m in metrics)
+    assert metrics[0] != metrics[1], "the two seeds trained different models"
+    assert list((tmp_path / "sweep/.submitit").rglob("*_result.pkl")), "submitit ran the jobs"
