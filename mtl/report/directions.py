@@ -52,14 +52,18 @@ def summary_metrics(directions: Mapping[str, bool]) -> list[str]:
 
 
 def direction_of(directions: Directions, task: str, metric: str) -> bool | None:
-    """Higher-is-better of `task/metric`; `dice_liver` falls back to `dice`; None if unknown."""
+    """Higher-is-better of `task/metric`; `dice_liver` falls back to `dice`; per-class scores
+    (`recall_malignant`, `lesion_recall_lesion`: Dice or recall of one class) are higher is
+    better even where the task's class names are unknown; None if unknown."""
+    from mtl.training.delta_m_report import PER_CLASS_PREFIXES
+
     known = directions.get(task, {})
     name = metric
     while True:
         if name in known:
             return known[name]
         if "_" not in name:
-            return None
+            return True if metric.startswith(PER_CLASS_PREFIXES) else None
         name = name.rsplit("_", 1)[0]
 
 

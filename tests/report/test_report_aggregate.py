@@ -255,3 +255,16 @@ def test_stl_runs_in_the_sweep_stay_apart_when_baselines_name_others(sweep, tmp_
     assert rows["STL"].n == 1 and rows["STL (not the reference)"].n == 2
     expected = [by_hand(*VALUES["ew", "hps", s], base=[0.5, 0.8, 0.4])[0] for s in (0, 1)]
     assert rows["ew"].cells["delta_m/per_metric"].mean == pytest.approx(statistics.fmean(expected))
+
+
+def test_per_class_scores_are_higher_is_better_without_class_names():
+    """A report reads directions from unbound tasks (class names unknown): a per-class
+    recall or Dice column still gets its arrow; an unknown metric gets none."""
+    from mtl.report.directions import direction_of
+
+    known = {"cls": {"acc": True, "balanced_acc": True}, "seg": {"dice": True}}
+    assert direction_of(known, "cls", "recall_malignant") is True
+    assert direction_of(known, "cls", "recall_no_lesion") is True
+    assert direction_of(known, "seg", "lesion_recall_lesion") is True
+    assert direction_of(known, "seg", "dice_liver") is True
+    assert direction_of(known, "cls", "mystery_score") is None
