@@ -13,7 +13,8 @@ from torchmetrics.classification import MulticlassRecall
 
 
 class PerClassRecall(MulticlassRecall):
-    """`recall_<class>` for every class (TP / (TP + FN) over the split; NaN-free: 0 if absent)."""
+    """`recall_<class>` for every class: TP / (TP + FN) over the split; NaN for a class with
+    no sample in the split (undefined, as lesion recall; torchmetrics would give 0)."""
 
     higher_is_better = True
     full_state_update = False
@@ -28,5 +29,7 @@ class PerClassRecall(MulticlassRecall):
         return {f"recall_{c}": True for c in class_names}
 
     def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
-        recall = super().compute()
-        return {f"recall_{c}": recall[i].float() for i, c in enumerate(self.class_names)}
+        tp, _, _, fn = self._final_state()
+        support = tp + fn
+        recall = (tp / support.clamp(min=1)).float().masked_fill(support == 0, float("nan"))
+        return {f"recall_{c}": recall[i] for i, c in enumerate(self.class_names)}

@@ -88,3 +88,14 @@ def test_higher_is_better_covers_per_class_dice():
     metrics = task.build_metrics()
     metrics.update(torch.zeros(1, 4, 4, dtype=torch.long), torch.zeros(1, 4, 4, dtype=torch.long))
     assert set(metrics.compute()) <= set(task.higher_is_better)
+
+
+def test_recall_of_a_class_absent_from_the_split_is_nan():
+    task = ClassificationTask("cls")
+    task.bind(CLS_SPEC)
+    metrics = task.build_metrics()
+    probs = torch.tensor([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
+    task.update_metrics(metrics, probs.log(), torch.tensor([0, 1, 1]), None)
+    out = metrics.compute()
+    assert out["recall_x"].item() == 1.0 and out["recall_y"].item() == 0.5
+    assert torch.isnan(out["recall_z"]), "no sample of class z: recall undefined, not 0"
