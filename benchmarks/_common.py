@@ -87,6 +87,24 @@ def device_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def step_only_overrides(args: argparse.Namespace, max_steps: int) -> list[str]:
+    """A run that does nothing but `max_steps` training steps: no validation, logging,
+    checkpoints, callbacks, scheduler or diagnostics, so only the step is measured."""
+    return [
+        "trainer.max_epochs=-1",
+        f"trainer.max_steps={max_steps}",
+        "trainer.limit_val_batches=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "trainer.enable_checkpointing=false",
+        "module.diagnostics_every=0",
+        "logger=none",
+        "callbacks=none",
+        "scheduler=none",
+        *device_overrides(args),
+    ]
+
+
 def compose_config(overrides: Sequence[str], out: Path) -> DictConfig:
     """`conf/train.yaml` with `overrides`; outputs and data caches under `out`."""
     GlobalHydra.instance().clear()

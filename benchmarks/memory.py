@@ -41,18 +41,8 @@ def compose_row(args, weighting: str, model: str, source: str | None, out: Path)
     overrides = [
         f"weighting={weighting}",
         f"model={model}",
-        "trainer.max_epochs=-1",
-        f"trainer.max_steps={args.steps}",
-        "trainer.limit_val_batches=0",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        "trainer.enable_checkpointing=false",
-        "module.diagnostics_every=0",
-        "logger=none",
-        "callbacks=none",
-        "scheduler=none",
         f"data.batch_size={args.batch_size}",
-        *_common.device_overrides(args),
+        *_common.step_only_overrides(args, args.steps),
     ]
     if args.image_size:
         overrides.append(f"data.phantom.image_size={args.image_size}")

@@ -49,17 +49,7 @@ METHODS = [
 def compose_run(args, method: str, k: int, source: str | None, out: Path) -> DictConfig:
     overrides = [
         f"weighting={method}",
-        "trainer.max_epochs=-1",
-        f"trainer.max_steps={args.warmup + args.steps}",
-        "trainer.limit_val_batches=0",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        "trainer.enable_checkpointing=false",
-        "module.diagnostics_every=0",
-        "logger=none",
-        "callbacks=none",
-        "scheduler=none",
-        *_common.device_overrides(args),
+        *_common.step_only_overrides(args, args.warmup + args.steps),
     ]
     if args.batch_size:
         overrides.append(f"data.batch_size={args.batch_size}")
