@@ -22,7 +22,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	touch $@
 
 train: $(VENV)/.installed
-	$(PY) train.py $(ARGS)
+	$(PY) train.py experiment=ct_default $(ARGS)
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest $(ARGS)

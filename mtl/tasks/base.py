@@ -74,6 +74,13 @@ class Task(nn.Module, ABC):
         """A head mapping the encoder's feature pyramid to this task's output; dense tasks
         build it on `decoder` (the model's `decoder=` choice) unless they set their own."""
 
+    @property
+    def guide(self) -> tuple[str, str] | None:
+        """(task, class) whose predicted probability this task's head pools under
+        (`mtl.models.guides`), or None. Tasks that take a guide build their head with
+        `build_head(..., guided=True)` when the architecture provides one."""
+        return None
+
     # -- loss ------------------------------------------------------------------------------
     @abstractmethod
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
@@ -172,6 +179,20 @@ class ClassLabelTask(Task):
         if not self._bound or self.num_classes is None:
             raise RuntimeError(f"task '{self.name}' must be bound to the data first (bind)")
         return self.num_classes
+
+
+def build_pooled_head(task: Task, channels: Sequence[int], num_outputs: int, **args) -> nn.Module:
+    """An image-level `PooledHead`; a stage list the encoder cannot serve is refused with the
+    setting to change."""
+    from mtl.models.heads import PooledHead
+
+    try:
+        return PooledHead(channels, num_outputs, **args)
+    except ValueError as err:
+        raise TaskConfigError(
+            f"tasks.{task.name}: {err}; set tasks.{task.name}.stages to indices of the "
+            f"encoder's {len(channels)} stages, e.g. tasks.{task.name}.stages=[-2,-1]"
+        ) from err
 
 
 def as_weight_tensor(

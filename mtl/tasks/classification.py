@@ -12,8 +12,13 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, Mul
 from mtl.dtypes import at_least_fp32
 from mtl.losses import CompositeLoss, loss_terms
 from mtl.metrics.class_recall import PerClassRecall
-from mtl.models.heads import PooledHead
-from mtl.tasks.base import ClassLabelTask, TargetSpec, TaskConfigError, loss_class_weights
+from mtl.tasks.base import (
+    ClassLabelTask,
+    TargetSpec,
+    TaskConfigError,
+    build_pooled_head,
+    loss_class_weights,
+)
 
 CLASSIFICATION_LOSSES = ("ce", "focal")
 
@@ -23,6 +28,8 @@ class ClassificationTask(ClassLabelTask):
 
     `loss`: `ce` or `focal` (`focal_gamma`; `focal_alpha` or `class_weights` as its alpha_t).
     `class_weights`: inverse / median from the training split's class shares, a list, or null.
+    `guide_task` / `guide_class`: pool also under that segmentation task's predicted
+    probability of that class (`mtl.models.guides`), when the run has the task.
     """
 
     kind = "classification"
@@ -44,8 +51,16 @@ class ClassificationTask(ClassLabelTask):
         dropout: float = 0.0,
         conv_channels: int | None = None,
         norm: str = "batch",
+        guide_task: str | None = None,
+        guide_class: str | None = None,
     ) -> None:
         super().__init__(name, target, num_classes, class_weights)
+        if (guide_task is None) != (guide_class is None):
+            raise TaskConfigError(
+                f"tasks.{name}.guide_task and guide_class go together: set both (e.g. seg and "
+                f"lesion) or neither, got {guide_task!r} and {guide_class!r}"
+            )
+        self._guide = None if guide_task is None else (str(guide_task), str(guide_class))
         if loss not in CLASSIFICATION_LOSSES:
             raise TaskConfigError(
                 f"tasks.{name}.loss={loss!r}: a classification loss is one of "
@@ -82,14 +97,21 @@ class ClassificationTask(ClassLabelTask):
         except ValueError as err:
             raise TaskConfigError(f"tasks.{self.name}: {err}") from err
 
+    @property
+    def guide(self) -> tuple[str, str] | None:
+        return self._guide
+
     def build_head(
         self,
         channels: Sequence[int],
         reductions: Sequence[int],
         decoder: Callable[..., nn.Module] | None = None,
+        guided: bool = False,
     ) -> nn.Module:
         # image-level: pools encoder stages directly; the dense decoder is not used
-        return PooledHead(channels, self._require_bound(), **self._head_args)
+        return build_pooled_head(
+            self, channels, self._require_bound(), guided=guided, **self._head_args
+        )
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         self._require_bound()

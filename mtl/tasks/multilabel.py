@@ -11,8 +11,7 @@ from torchmetrics import MetricCollection
 
 from mtl.dtypes import at_least_fp32
 from mtl.metrics import MultilabelMetrics
-from mtl.models.heads import PooledHead
-from mtl.tasks.base import ClassLabelTask, TargetSpec, TaskConfigError
+from mtl.tasks.base import ClassLabelTask, TargetSpec, TaskConfigError, build_pooled_head
 
 
 class MultiLabelTask(ClassLabelTask):
@@ -82,7 +81,7 @@ class MultiLabelTask(ClassLabelTask):
         reductions: Sequence[int],
         decoder: Callable[..., nn.Module] | None = None,
     ) -> nn.Module:
-        return PooledHead(channels, self._require_bound(), **self._head_args)
+        return build_pooled_head(self, channels, self._require_bound(), **self._head_args)
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from mtl.models.decoders import DecoderFactory
 from mtl.models.encoders import Encoder
+from mtl.models.guides import Guide, resolve_guides, run_heads
 from mtl.tasks import Task
 
 EncoderFactory = Callable[[], Encoder]
@@ -30,12 +31,21 @@ class MultiTaskNet(nn.Module, ABC):
 
     representation: str = ""
     shared_representation: bool = True
+    # whether a task's head may pool under another task's prediction (`mtl.models.guides`)
+    supports_guides: bool = True
 
     def __init__(self, tasks: Mapping[str, Task]) -> None:
         super().__init__()
         if not tasks:
             raise ValueError("a model needs at least one task")
         self.task_names = list(tasks)
+        self.guides: dict[str, Guide] = resolve_guides(tasks) if self.supports_guides else {}
+
+    def run_heads(
+        self, heads: nn.ModuleDict, inputs: Callable[[str], list[Tensor]]
+    ) -> dict[str, Tensor]:
+        """Each task's head on `inputs(task)`, guided heads after their guides."""
+        return run_heads(heads, self.task_names, self.guides, inputs)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.decode(self.encode(x))
@@ -70,12 +80,21 @@ class MultiTaskNet(nn.Module, ABC):
 
 
 def build_heads(
-    tasks: Mapping[str, Task], encoder: Encoder, decoder: DecoderFactory | None
+    tasks: Mapping[str, Task],
+    encoder: Encoder,
+    decoder: DecoderFactory | None,
+    guides: Mapping[str, Guide] | None = None,
 ) -> nn.ModuleDict:
-    """One head per task, each built for `encoder`'s pyramid."""
+    """One head per task, each built for `encoder`'s pyramid (guided where `guides` says)."""
+    guides = guides or {}
     return nn.ModuleDict(
         {
-            name: task.build_head(encoder.channels, encoder.reductions, decoder)
+            name: task.build_head(
+                encoder.channels,
+                encoder.reductions,
+                decoder,
+                **({"guided": True} if name in guides else {}),
+            )
             for name, task in tasks.items()
         }
     )

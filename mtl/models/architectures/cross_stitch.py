@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
-from mtl.models.architectures.base import EncoderFactory, MultiTaskNet
+from mtl.models.architectures.base import EncoderFactory, MultiTaskNet, build_heads
 from mtl.models.decoders import DecoderFactory
 from mtl.tasks import Task
 
@@ -65,12 +65,7 @@ class CrossStitch(MultiTaskNet):
         self.stitches = nn.ModuleList(
             [CrossStitchUnit(len(self.task_names), c, init_self) for c in first.channels]
         )
-        self.heads = nn.ModuleDict(
-            {
-                name: task.build_head(first.channels, first.reductions, decoder)
-                for name, task in tasks.items()
-            }
-        )
+        self.heads = build_heads(tasks, first, decoder, self.guides)
         self.num_stages = len(first.channels)
 
     def encode(self, x: Tensor) -> list[Tensor]:
@@ -86,9 +81,8 @@ class CrossStitch(MultiTaskNet):
 
     def decode(self, z: list[Tensor]) -> dict[str, Tensor]:
         s = self.num_stages
-        return {
-            name: self.heads[name](z[t * s : (t + 1) * s]) for t, name in enumerate(self.task_names)
-        }
+        column = {name: t for t, name in enumerate(self.task_names)}
+        return self.run_heads(self.heads, lambda name: z[column[name] * s : (column[name] + 1) * s])
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.columns.parameters()

@@ -24,13 +24,13 @@ class HardParameterSharing(MultiTaskNet):
     ) -> None:
         super().__init__(tasks)
         self.encoder = encoder()
-        self.heads = build_heads(tasks, self.encoder, decoder)
+        self.heads = build_heads(tasks, self.encoder, decoder, self.guides)
 
     def encode(self, x: Tensor) -> list[Tensor]:
         return list(self.encoder(x))
 
     def decode(self, z: list[Tensor]) -> dict[str, Tensor]:
-        return {name: self.heads[name](z) for name in self.task_names}
+        return self.run_heads(self.heads, lambda name: z)
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.encoder.parameters()

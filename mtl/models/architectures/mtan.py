@@ -78,8 +78,8 @@ class AttentiveHead(nn.Module):
         self.attention = attention
         self.head = head
 
-    def forward(self, z: Sequence[Tensor]) -> Tensor:
-        return self.head(self.attention(z))
+    def forward(self, z: Sequence[Tensor], **guide: Tensor) -> Tensor:
+        return self.head(self.attention(z), **guide)
 
 
 class MTAN(MultiTaskNet):
@@ -101,7 +101,7 @@ class MTAN(MultiTaskNet):
         if hidden_divisor < 1:
             raise ValueError(f"model.hidden_divisor must be >= 1, got {hidden_divisor}")
         self.encoder = encoder()
-        heads = build_heads(tasks, self.encoder, decoder)
+        heads = build_heads(tasks, self.encoder, decoder, self.guides)
         self.heads = nn.ModuleDict(
             {
                 name: AttentiveHead(
@@ -115,7 +115,7 @@ class MTAN(MultiTaskNet):
         return list(self.encoder(x))
 
     def decode(self, z: list[Tensor]) -> dict[str, Tensor]:
-        return {name: self.heads[name](z) for name in self.task_names}
+        return self.run_heads(self.heads, lambda name: z)
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.encoder.parameters()

@@ -22,6 +22,7 @@ class SingleTaskNets(MultiTaskNet):
 
     representation = "none: every task has its own encoder"
     shared_representation = False
+    supports_guides = False  # a single-task baseline never reads another task's prediction
 
     def __init__(
         self,
