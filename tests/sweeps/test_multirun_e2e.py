@@ -110,8 +110,7 @@ def test_quick_ablation_end_to_end_and_resume(tmp_path):
     """`experiments/run.py weighting_ct` at its smallest: STL baseline + 2 methods, then the
     report; the same command again trains nothing."""
     args = [str(ROOT / "experiments/run.py"), "weighting_ct", "--log-dir", str(tmp_path / "logs")]
-    # ct_default's cls head pools four stages; TINY's encoder has three
-    args += ["weighting=ew,uw", "seed=0", *TINY_CLI, "logger=csv", "tasks.cls.stages=[-3,-2,-1]"]
+    args += ["weighting=ew,uw", "seed=0", *TINY_CLI, "logger=csv"]
     first = _run(args, tmp_path)
     out = tmp_path / "logs/ablations/weighting_ct/quick"
     jobs = ["baseline_stl/seed=0", "runs/seed=0,weighting=ew", "runs/seed=0,weighting=uw"]
