@@ -53,7 +53,8 @@ def resolve_guides(tasks: Mapping[str, Task]) -> dict[str, Guide]:
         if source == name or guide_task.kind != "segmentation" or not names:
             raise TaskConfigError(
                 f"tasks.{name}.guide_task={source!r} must name another segmentation task of "
-                f"the run (tasks: {list(tasks)}); set it to one, or null to pool unguided"
+                f"the run (tasks: {list(tasks)}); set it to one, or tasks.{name}.guide_task=null "
+                f"tasks.{name}.guide_class=null to pool unguided"
             )
         if cls not in names:
             raise TaskConfigError(
