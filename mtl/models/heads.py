@@ -57,13 +57,13 @@ class PooledHead(nn.Module):
     ) -> None:
         super().__init__()
         if pool not in POOLS:
-            raise ValueError(f"unknown pool '{pool}'; choose one of {POOLS}")
+            raise ValueError(f"pool={pool!r} is unknown; choose one of {POOLS}")
         stages = list(stages)
         bad = [s for s in stages if not -len(channels) <= s < len(channels)]
         if not stages or bad:
             raise ValueError(
-                f"head stages {stages} must be non-empty and index the encoder's "
-                f"{len(channels)} stages (0..{len(channels) - 1} or negative)"
+                f"stages={stages} must be non-empty and index the encoder's {len(channels)} "
+                f"stages (0..{len(channels) - 1}, or -{len(channels)}..-1 from the deepest)"
             )
         self.stages = stages
         self.pool = pool
@@ -77,7 +77,7 @@ class PooledHead(nn.Module):
             widths = [channels[s] for s in stages]
         width = sum(widths) * (2 if pool == "avgmax" else 1)
         if not guide_eps > 0:
-            raise ValueError(f"guide_eps must be > 0 (it bounds log(size)), got {guide_eps}")
+            raise ValueError(f"guide_eps={guide_eps} must be > 0 (it bounds log(size))")
         self.guided = guided
         self.guide_eps = guide_eps
         if guided:  # a g-weighted mean per stage, the region's size and peak

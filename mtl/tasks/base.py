@@ -182,17 +182,14 @@ class ClassLabelTask(Task):
 
 
 def build_pooled_head(task: Task, channels: Sequence[int], num_outputs: int, **args) -> nn.Module:
-    """An image-level `PooledHead`; a stage list the encoder cannot serve is refused with the
-    setting to change."""
+    """An image-level `PooledHead`; a bad head setting (stages the encoder lacks, an unknown
+    pool) is refused naming the task whose config holds it."""
     from mtl.models.heads import PooledHead
 
     try:
         return PooledHead(channels, num_outputs, **args)
     except ValueError as err:
-        raise TaskConfigError(
-            f"tasks.{task.name}: {err}; set tasks.{task.name}.stages to indices of the "
-            f"encoder's {len(channels)} stages, e.g. tasks.{task.name}.stages=[-2,-1]"
-        ) from err
+        raise TaskConfigError(f"tasks.{task.name}.{err}") from err
 
 
 def as_weight_tensor(

@@ -160,5 +160,5 @@ def test_an_unguided_cls_head_is_unchanged():
 
 def test_stages_the_encoder_lacks_are_refused_with_the_setting_to_change():
     cls = _tasks()["cls"]  # pools stages (-2, -1)
-    with pytest.raises(TaskConfigError, match=r"encoder's 1 stages.*tasks\.cls\.stages="):
+    with pytest.raises(TaskConfigError, match=r"tasks\.cls\.stages=\[-2, -1\] .*encoder's 1 "):
         cls.build_head([8], [1])
