@@ -32,7 +32,10 @@ def add_device_args(parser: argparse.ArgumentParser) -> None:
     so a CPU command runs unchanged on a GPU with `--device cuda`."""
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument(
-        "--precision", default=None, help="trainer.precision; default: the config's (bf16-mixed)"
+        "--precision",
+        default=None,
+        help="trainer.precision; default: the config's (auto: bf16-mixed where bf16 is native, "
+        "else 32-true)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
@@ -107,6 +110,8 @@ def step_only_overrides(args: argparse.Namespace, max_steps: int) -> list[str]:
 
 def compose_config(overrides: Sequence[str], out: Path) -> DictConfig:
     """`conf/train.yaml` with `overrides`; outputs and data caches under `out`."""
+    from mtl.training.precision import resolve_trainer_precision  # after ROOT is on sys.path
+
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
         cfg = compose(config_name="train", overrides=list(overrides))
@@ -116,6 +121,7 @@ def compose_config(overrides: Sequence[str], out: Path) -> DictConfig:
         cfg.paths.data_dir = str(out / "data")
         cfg.extras.print_config = False
         cfg.extras.print_metrics = False
+    resolve_trainer_precision(cfg)  # `auto`: the plain loops autocast as the Trainer does
     return cfg
 
 

@@ -31,7 +31,9 @@ class Encoder(nn.Module):
 class UNetEncoder(Encoder):
     """A small nnU-Net-style encoder: conv blocks, stride-2 conv downsampling between stages.
 
-    The first stage keeps full resolution so a decoder can resolve 2-px lesions.
+    The first stage keeps full resolution so a decoder can resolve 2-px lesions;
+    `stem_stride=2` starts at half resolution instead (a quarter of the high-resolution cost;
+    dense heads upsample their logits back to the input size).
     """
 
     def __init__(
@@ -41,18 +43,21 @@ class UNetEncoder(Encoder):
         depth: int = 2,
         norm: str = "batch",
         activation: str = "leaky_relu",
+        stem_stride: int = 1,
     ) -> None:
         super().__init__()
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride={stem_stride} must be 1 (full resolution) or 2")
         if len(channels) < 2:
             raise ValueError(f"UNetEncoder needs >= 2 stages, got channels={list(channels)}")
         self.stages = nn.ModuleList()
         previous = in_channels
         for index, width in enumerate(channels):
-            stride = 1 if index == 0 else 2
+            stride = stem_stride if index == 0 else 2
             self.stages.append(ConvBlock(previous, width, depth, stride, norm, activation))
             previous = width
         self.channels = list(channels)
-        self.reductions = [2**i for i in range(len(channels))]
+        self.reductions = [stem_stride * 2**i for i in range(len(channels))]
 
     def stage_modules(self) -> list[nn.Module]:
         return list(self.stages)

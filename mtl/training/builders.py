@@ -22,6 +22,7 @@ from mtl.data.samplers import SamplerConfigError, Sampling
 from mtl.module import MultiTaskModule
 from mtl.tasks import TargetSpec, Task, TaskConfigError
 from mtl.training.checkpoint_io import AtomicCheckpointIO
+from mtl.training.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,9 @@ def build_optimizer_factory(cfg: DictConfig) -> Callable[..., Any]:
     clipping ran), so with `*-mixed` precision and clipping on, fused becomes false."""
     factory = instantiate(cfg.optimizer, _convert_="all")
     trainer_cfg = cfg.get("trainer") or {}
-    precision = str(trainer_cfg.get("precision", ""))
+    precision = str(
+        resolve_precision(trainer_cfg.get("precision", ""), trainer_cfg.get("accelerator"))
+    )
     mixed = precision.endswith("-mixed") or precision in ("16", "bf16")
     if cfg.optimizer.get("fused") and mixed and trainer_cfg.get("gradient_clip_val"):
         log.info("optimizer.fused=true with mixed precision and clipping: using fused=false")
@@ -182,6 +185,10 @@ MODULE_OWNED_TRAINER_KEYS = {
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list, **kwargs: Any) -> L.Trainer:
     """`kwargs` go to `Trainer` as well (e.g. `plugins`); checkpoints are written atomically."""
     overrides = {k: v for k, v in MODULE_OWNED_TRAINER_KEYS.items() if k in cfg.trainer}
+    if "precision" in cfg.trainer:
+        overrides["precision"] = resolve_precision(
+            cfg.trainer.precision, cfg.trainer.get("accelerator")
+        )
     plugins = list(kwargs.pop("plugins", None) or [])
     if cfg.trainer.get("plugins"):
         plugins += list(instantiate(cfg.trainer.plugins, _convert_="all"))

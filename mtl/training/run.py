@@ -30,6 +30,7 @@ from mtl.training.callbacks import LastEpochsCheckpoint
 from mtl.training.config_check import check_config_keys
 from mtl.training.delta_m_report import delta_m_metrics
 from mtl.training.failure import clear_failure, record_failure
+from mtl.training.precision import resolve_trainer_precision
 from mtl.training.preemption import Preempted, PreemptionCheckpoint
 from mtl.training.results import print_metrics_table, to_floats, write_json_atomic
 from mtl.training.resume import resolve_ckpt_path
@@ -92,6 +93,7 @@ def _train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     # our training samplers skip the batches a mid-epoch checkpoint already trained on
     # (mtl.data.resumable); Lightning cannot see that and warns the resume is unreliable
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
+    resolve_trainer_precision(cfg)  # the saved config names the precision actually used
     resolved = resolved_container(cfg)
     OmegaConf.save(resolved, output_dir / RUN_CONFIG)
     if cfg.get("extras", {}).get("print_config"):

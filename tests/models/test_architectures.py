@@ -285,3 +285,24 @@ def test_flops_and_parameter_counts():
     # the encoder's first conv alone: 8 filters of 3x3x1 over 32x32 pixels
     assert stats["model/gflops_per_image"] * 1e9 > 2 * 8 * 9 * 32 * 32
     assert net.training  # counting FLOPs leaves the mode as it was
+
+
+def test_unet_stem_stride_two_halves_every_stage_and_seg_keeps_input_size():
+    def make() -> Encoder:
+        return UNetEncoder(in_channels=1, channels=(8, 16, 32), stem_stride=2)
+
+    encoder = make()
+    assert encoder.reductions == [2, 4, 8]
+    feats = encoder(torch.randn(2, 1, 64, 64))
+    assert [f.shape[-1] for f in feats] == [32, 16, 8]
+    net = HardParameterSharing(make, _tasks(), UNetDecoder)
+    out = net(torch.randn(2, 1, 64, 64))
+    assert out["seg"].shape == (2, 5, 64, 64)
+    assert out["cls"].shape == (2, 3)
+    full = count_flops(UNetEncoder(1, (8, 16, 32)), (1, 64, 64))
+    assert count_flops(encoder, (1, 64, 64)) < 0.3 * full  # every stage at a quarter the pixels
+
+
+def test_unet_stem_stride_other_than_one_or_two_is_refused():
+    with pytest.raises(ValueError, match="stem_stride=4"):
+        UNetEncoder(in_channels=1, channels=(8, 16), stem_stride=4)
