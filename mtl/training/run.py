@@ -59,6 +59,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     stopped by SIGTERM/SIGUSR1 saves `checkpoints/last.ckpt` and raises `Preempted`.
     """
     output_dir = Path(cfg.paths.output_dir)
+    # before anything compares or saves the config: it names the precision actually used
+    resolve_trainer_precision(cfg)
     if (finished := start_job(cfg, output_dir)) is not None:
         return finished  # skip_finished: this job's folder holds its results already
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -93,7 +95,6 @@ def _train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     # our training samplers skip the batches a mid-epoch checkpoint already trained on
     # (mtl.data.resumable); Lightning cannot see that and warns the resume is unreliable
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
-    resolve_trainer_precision(cfg)  # the saved config names the precision actually used
     resolved = resolved_container(cfg)
     OmegaConf.save(resolved, output_dir / RUN_CONFIG)
     if cfg.get("extras", {}).get("print_config"):

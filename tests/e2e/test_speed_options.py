@@ -10,6 +10,7 @@ import lightning as L
 import pytest
 from conftest import TINY, compose_config
 
+from mtl.training import precision
 from mtl.training.builders import build_datamodule, build_module, build_trainer
 
 
@@ -19,13 +20,18 @@ def _optimizer(cfg):
     return module.optimizer_factory(params=module.parameters())
 
 
-def test_optimizer_is_fused_unless_mixed_precision_clips(tmp_path):
+def test_optimizer_is_fused_unless_mixed_precision_clips(tmp_path, monkeypatch):
     assert _optimizer(compose_config(tmp_path, TINY)).defaults["fused"] is True
-    clipped = compose_config(tmp_path, [*TINY, "trainer.gradient_clip_val=1.0"])
+    clip = [*TINY, "trainer.gradient_clip_val=1.0"]
     # Lightning's mixed-precision plugin refuses to clip for a fused optimizer
-    assert _optimizer(clipped).defaults["fused"] is False
-    full = [*TINY, "trainer.gradient_clip_val=1.0", "trainer.precision=32-true"]
-    assert _optimizer(compose_config(tmp_path, full)).defaults["fused"] is True
+    mixed = compose_config(tmp_path, [*clip, "trainer.precision=bf16-mixed"])
+    assert _optimizer(mixed).defaults["fused"] is False
+    full = compose_config(tmp_path, [*clip, "trainer.precision=32-true"])
+    assert _optimizer(full).defaults["fused"] is True
+    # precision=auto (the default) decides by what it resolves to on this machine
+    for native, fused in ((True, False), (False, True)):
+        monkeypatch.setattr(precision, "native_bf16", lambda device, native=native: native)
+        assert _optimizer(compose_config(tmp_path, clip)).defaults["fused"] is fused
 
 
 def test_gradient_diagnostics_reach_the_loggers_between_logging_steps(tmp_path):
