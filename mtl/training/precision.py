@@ -53,7 +53,9 @@ def resolve_trainer_precision(cfg: DictConfig) -> None:
     """Write the precision `auto` stands for into `cfg.trainer`, so the run's saved config
     and every builder see the one actually used."""
     trainer = cfg.get("trainer")
-    if trainer is None or str(trainer.get("precision")).lower() != AUTO:
+    if trainer is None:
         return
-    trainer.precision = resolve_precision(AUTO, trainer.get("accelerator"))
-    log.info("trainer.precision=auto: using %s on this machine", trainer.precision)
+    chosen = resolve_precision(trainer.get("precision"), trainer.get("accelerator"))
+    if chosen != trainer.get("precision"):
+        trainer.precision = chosen
+        log.info("trainer.precision=auto: using %s on this machine", chosen)
