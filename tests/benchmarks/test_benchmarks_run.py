@@ -30,6 +30,10 @@ SCRIPTS = {
         *("--methods", "ew", "--models", "hps", "--image-size", "32", "--batch-size", "4"),
         *("--steps", "1", "--threads", "1", TINY_NET),
     ],
+    "precision": [
+        *("--image-size", "32", "--batch-size", "2", "--warmup", "0", "--steps", "1"),
+        *("--threads", "1", TINY_NET),
+    ],
     "architectures": [
         *("--models", "hps", "--encoders", "unet", "--image-size", "32", "--batch-size", "2"),
         *("--warmup", "0", "--steps", "1", "--threads", "1", TINY_NET),
