@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -139,6 +139,8 @@ def _train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
             metrics.update(_best_validation(trainer))
             metrics["train/nonfinite_skipped"] = float(module.nonfinite_skipped)
         if cfg.get("test", True):
+            if cfg.get("train", True):
+                _test_checkpoint_weights(trainer)
             ckpt = _best_checkpoint(trainer) if cfg.get("train", True) else ckpt_path
             trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
             metrics.update(_stage_metrics(trainer, "test/"))
@@ -256,6 +258,17 @@ def _best_validation(trainer: L.Trainer) -> dict[str, float]:
         score = float(callback.best_model_score)
         return {f"best_{callback.monitor}": score}
     return {}
+
+
+def _test_checkpoint_weights(trainer: L.Trainer) -> None:
+    """Make the tests after `fit` score the weights the checkpoints hold.
+
+    Under Lightning's `WeightAveraging` (`callbacks=ema`, SWA) a checkpoint's `state_dict` is
+    the averaged model, the one validation scored and checkpoint selection chose. Still
+    attached after `fit`, the callback would load the raw training weights instead when
+    `trainer.test` reads the checkpoint, and `metrics.json` would disagree with `eval.py`.
+    """
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
 
 
 def _test_last_epochs(

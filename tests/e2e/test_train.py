@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY, compose_config
 
 from mtl.training.builders import ConfigError, build_datamodule, build_module, build_trainer
-from mtl.training.run import METRICS_FILE, train
+from mtl.training.run import METRICS_FILE, evaluate, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,6 +167,35 @@ def test_cli_train_then_eval_reproduces_test_metrics(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     evaluated = json.loads((tmp_path / "eval" / METRICS_FILE).read_text())
+    assert set(evaluated) == _test_keys(trained)
+    for key, value in evaluated.items():
+        assert value == pytest.approx(trained[key], rel=1e-5, abs=1e-6, nan_ok=True), key
+
+
+def test_weight_averaging_is_what_training_tests_and_eval_reproduces(tmp_path):
+    """callbacks=ema: the best checkpoint holds the averaged weights, and the test after
+    training scores those, as eval.py does (not the raw weights the callback keeps aside)."""
+    cfg = compose_config(
+        tmp_path / "train",
+        [*TINY, "trainer.max_epochs=2", "logger=csv", "callbacks=ema", "callbacks.ema.decay=0.5"],
+    )
+    trained = train(cfg)
+    best = Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
+    saved = torch.load(best, weights_only=False)
+    averaged, raw = saved["state_dict"], saved["current_model_state"]
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)  # they do differ
+
+    ev = compose_config(
+        tmp_path / "eval",
+        [
+            f"ckpt_path={best}",
+            "logger=none",
+            "trainer.accelerator=cpu",
+            "extras.print_metrics=false",
+        ],
+        config_name="eval",
+    )
+    evaluated = evaluate(ev)
     assert set(evaluated) == _test_keys(trained)
     for key, value in evaluated.items():
         assert value == pytest.approx(trained[key], rel=1e-5, abs=1e-6, nan_ok=True), key

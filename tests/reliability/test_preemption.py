@@ -110,14 +110,25 @@ def test_truncated_checkpoint_is_named_with_the_alternatives(tmp_path):
 
 
 def _final_state(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    """The saved weights; under weight averaging the averaged ones and the raw ones."""
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    raw = {f"raw.{k}": v for k, v in saved.get("current_model_state", {}).items()}
+    return {**saved["state_dict"], **raw}
 
 
-@pytest.mark.parametrize("weighting", ["ew", "rlw"])  # rlw: random weights every step
-def test_stopped_and_resumed_equals_uninterrupted(tmp_path, weighting):
+@pytest.mark.parametrize(
+    "weighting,extra",
+    [
+        ("ew", []),
+        ("rlw", []),  # random weights every step
+        ("ew", ["callbacks=ema", "callbacks.ema.decay=0.5"]),  # the average resumes too
+    ],
+    ids=["ew", "rlw", "ew-ema"],
+)
+def test_stopped_and_resumed_equals_uninterrupted(tmp_path, weighting, extra):
     """Deterministic CPU run, preempted mid-epoch (augmentation and dropout on): resuming
     ends with the same weights and test metrics as never stopping."""
-    common = [*EPOCHS3, "trainer.deterministic=true", f"weighting={weighting}"]
+    common = [*EPOCHS3, "trainer.deterministic=true", f"weighting={weighting}", *extra]
     straight = compose_config(tmp_path / "straight", common)
     expected = train(straight)
 
@@ -134,6 +145,7 @@ def test_stopped_and_resumed_equals_uninterrupted(tmp_path, weighting):
         _final_state(Path(resumed.paths.output_dir)),
     )
     assert want.keys() == got.keys()
+    assert any(k.startswith("raw.") for k in want) == bool(extra)
     for key in want:
         torch.testing.assert_close(got[key], want[key], rtol=0, atol=0, msg=key)
     tested = {k: v for k, v in expected.items() if k.startswith("test/")}
