@@ -172,12 +172,21 @@ def test_cli_train_then_eval_reproduces_test_metrics(tmp_path):
         assert value == pytest.approx(trained[key], rel=1e-5, abs=1e-6, nan_ok=True), key
 
 
-def test_weight_averaging_is_what_training_tests_and_eval_reproduces(tmp_path):
+@pytest.mark.parametrize("trainer", ["cpu", "ddp_cpu"])  # ddp_cpu spawns: the callback pickles
+def test_weight_averaging_is_what_training_tests_and_eval_reproduces(tmp_path, trainer):
     """callbacks=ema: the best checkpoint holds the averaged weights, and the test after
     training scores those, as eval.py does (not the raw weights the callback keeps aside)."""
     cfg = compose_config(
         tmp_path / "train",
-        [*TINY, "trainer.max_epochs=2", "logger=csv", "callbacks=ema", "callbacks.ema.decay=0.5"],
+        [
+            *TINY,
+            f"trainer={trainer}",
+            "data.num_train=48",  # >= 3 steps an epoch per rank: the average != the weights
+            "trainer.max_epochs=2",
+            "logger=csv",
+            "callbacks=ema",
+            "callbacks.ema.decay=0.5",
+        ],
     )
     trained = train(cfg)
     best = Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
@@ -198,6 +207,10 @@ def test_weight_averaging_is_what_training_tests_and_eval_reproduces(tmp_path):
     evaluated = evaluate(ev)
     assert set(evaluated) == _test_keys(trained)
     for key, value in evaluated.items():
+        if trainer == "ddp_cpu" and key.endswith("loss"):
+            # Dice and class-weighted CE are batch-level means: two ranks batch the test
+            # split differently from one process. The metrics' states are synced exactly.
+            continue
         assert value == pytest.approx(trained[key], rel=1e-5, abs=1e-6, nan_ok=True), key
 
 
