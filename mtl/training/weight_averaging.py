@@ -50,8 +50,9 @@ class EMAWeights(WeightAveraging):
                 "EMA update_every_n_steps must be >= 1 and update_starting_at_step >= 0, got "
                 f"{update_every_n_steps} and {update_starting_at_step}"
             )
-        super().__init__(device=device, use_buffers=use_buffers, multi_avg_fn=EMAUpdate(decay))
-        self.decay = float(decay)
+        self.update = EMAUpdate(decay)
+        super().__init__(device=device, use_buffers=use_buffers, multi_avg_fn=self.update)
+        self.decay = self.update.decay
         self.update_every_n_steps = int(update_every_n_steps)
         self.update_starting_at_step = int(update_starting_at_step)
 

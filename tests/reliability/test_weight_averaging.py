@@ -29,7 +29,7 @@ def test_callback_pickles_and_keeps_its_settings():
     ema = pickle.loads(pickle.dumps(EMAWeights(decay=0.9, update_every_n_steps=2)))
     assert ema.decay == 0.9
     averaged, current = [torch.zeros(1)], [torch.ones(1)]
-    ema._kwargs["multi_avg_fn"](averaged, current, torch.tensor(1))
+    ema.update(averaged, current, torch.tensor(1))
     torch.testing.assert_close(averaged[0], torch.tensor([0.1]))
 
 
