@@ -26,19 +26,14 @@ class MultiTaskDataModule(L.LightningDataModule):
     """Batches are `{"image": BxCxHxW, "targets": {name: tensor}, "has_target": {name: B bool}}`.
 
     Subclasses set `in_channels` and `target_specs` (what each target is: kind, classes), which
-    the tasks are checked against before training starts. The training loader draws with
-    `sampling` (`conf/sampler/`, set by the builders; None = Lightning's shuffle).
+    the tasks are checked against before training starts, and pass the loader settings
+    (`**loader`: `batch_size`, `eval_batch_size`, `num_workers`, ...) through to `__init__`.
+    The training loader draws with `sampling` (`conf/sampler/`, set by the builders; None =
+    Lightning's shuffle).
     """
 
     in_channels: int = 1
     target_specs: dict[str, TargetSpec]
-    # set by subclasses' constructors
-    batch_size: int
-    eval_batch_size: int
-    num_workers: int = 0
-    pin_memory: bool | None = None  # None: pinned when workers feed a CUDA device
-    persistent_workers: bool = False
-    shuffle_train: bool = True
     sampling: Sampling | None = None
 
     def dataset(self, split: str) -> Dataset:
@@ -129,8 +124,38 @@ class MultiTaskDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
-    def __init__(self, augment: BatchAugment | None = None) -> None:
+    def __init__(
+        self,
+        augment: BatchAugment | None = None,
+        *,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+        shuffle_train: bool = True,
+    ) -> None:
+        """The loader settings every `conf/data/*.yaml` shares, checked before any data is
+        read or generated."""
         super().__init__()
+        if int(batch_size) < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if eval_batch_size is not None and int(eval_batch_size) < 1:
+            raise ValueError(
+                f"data.eval_batch_size must be >= 1 (or null: data.batch_size), "
+                f"got {eval_batch_size}"
+            )
+        if int(num_workers) < 0:
+            raise ValueError(
+                f"data.num_workers must be >= 0 loader processes (0: load in the training "
+                f"process), got {num_workers}"
+            )
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.pin_memory = pin_memory
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.shuffle_train = bool(shuffle_train)
         self.augment = augment
         self._resume_point: tuple[int, int] | None = None
         # files left out with data.skip_bad: {"split", "file", "error"} (mtl.data.bad_data)

@@ -22,15 +22,14 @@ import torch
 from torch.utils.data import Dataset
 
 from mtl.data.augment import BatchAugment
-from mtl.data.base import MultiTaskDataModule
 from mtl.data.ct_phantom import CLS_CLASSES, SEG_CLASSES, PhantomConfig, generate_slice
+from mtl.data.generated import GeneratedDataModule
 from mtl.data.input_spec import InputSpec
 from mtl.data.normalization import CTFingerprint
 from mtl.data.sample_metadata import check_target, mask_pixel_counts
 from mtl.tasks import TargetSpec
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "val", "test")
 
 
 class CTSliceArrays:
@@ -90,7 +89,7 @@ class CTSliceDataset(Dataset):
         return self.arrays.pixel_counts
 
 
-class SyntheticCTDataModule(MultiTaskDataModule):
+class SyntheticCTDataModule(GeneratedDataModule):
     """`data=ct`: synthetic abdominal CT with `seg` (organs + lesion) and `cls` (lesion class).
 
     `seed` fixes the data (pool and split) independently of the training seed, so a sweep over
@@ -98,6 +97,8 @@ class SyntheticCTDataModule(MultiTaskDataModule):
     """
 
     in_channels = 1
+    split_salt = 0x5EED
+    arrays: dict[str, CTSliceArrays]
 
     def __init__(
         self,
@@ -106,31 +107,13 @@ class SyntheticCTDataModule(MultiTaskDataModule):
         num_test: int = 500,
         seed: int = 0,
         phantom: Mapping[str, Any] | None = None,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool | None = None,
-        persistent_workers: bool = True,
         percentiles: tuple[float, float] = (0.5, 99.5),
         cache_dir: str | None = None,
         augment: BatchAugment | None = None,
-        shuffle_train: bool = True,
+        **loader: Any,
     ) -> None:
-        super().__init__(augment=augment)
-        for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-            if int(value) < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {value}")
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
-        self.sizes = {"train": int(num_train), "val": int(num_val), "test": int(num_test)}
-        self.seed = int(seed)
+        super().__init__(num_train, num_val, num_test, seed, augment, **loader)
         self.config = PhantomConfig(**dict(phantom or {}))
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.shuffle_train = bool(shuffle_train)
         self.percentiles = (float(percentiles[0]), float(percentiles[1]))
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.target_specs = {
@@ -143,24 +126,12 @@ class SyntheticCTDataModule(MultiTaskDataModule):
                 class_frequencies=tuple(self.config.lesion_prior),
             ),
         }
-        self.arrays: dict[str, CTSliceArrays] = {}
         self.fingerprint: CTFingerprint | None = None
         self._restored_fingerprint: CTFingerprint | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.in_channels, self.config.image_size, self.config.image_size)
-
-    # -- splits ------------------------------------------------------------------------------
-    def split_indices(self) -> dict[str, np.ndarray]:
-        """Disjoint pool indices per split, a permutation fixed by the data seed."""
-        total = sum(self.sizes.values())
-        order = np.random.default_rng([self.seed, 0x5EED]).permutation(total)
-        out, start = {}, 0
-        for split in SPLITS:
-            out[split] = np.sort(order[start : start + self.sizes[split]])
-            start += self.sizes[split]
-        return out
 
     def _key(self) -> str:
         blob = json.dumps(
@@ -179,19 +150,16 @@ class SyntheticCTDataModule(MultiTaskDataModule):
     def fingerprint_path(self) -> Path | None:
         return self.cache_dir / f"ct_fingerprint_{self._key()}.json" if self.cache_dir else None
 
-    # -- Lightning hooks ---------------------------------------------------------------------
-    def setup(self, stage: str | None = None) -> None:
-        indices = self.split_indices()
-        needed = ["train", "val", "test"] if stage in (None, "fit") else ["test"]
-        if stage == "validate":
-            needed = ["val"]
-        if self.fingerprint is None and "train" not in needed:
-            needed = ["train", *needed]  # normalisation needs training statistics
-        for split in needed:
-            if split not in self.arrays:
-                self.arrays[split] = CTSliceArrays(self.seed, indices[split], self.config)
-        if self.fingerprint is None:
-            self.fingerprint = self._restored_fingerprint or self._load_or_compute_fingerprint()
+    # -- generation and normalisation (mtl.data.generated) -----------------------------------
+    def generate(self, indices: np.ndarray) -> CTSliceArrays:
+        return CTSliceArrays(self.seed, indices, self.config)
+
+    @property
+    def normalization_ready(self) -> bool:
+        return self.fingerprint is not None
+
+    def fit_normalization(self) -> None:
+        self.fingerprint = self._restored_fingerprint or self._load_or_compute_fingerprint()
 
     def _load_or_compute_fingerprint(self) -> CTFingerprint:
         path = self.fingerprint_path
@@ -208,10 +176,9 @@ class SyntheticCTDataModule(MultiTaskDataModule):
             fingerprint.save(path)
         return fingerprint
 
-    def dataset(self, split: str) -> CTSliceDataset:
-        if split not in self.arrays or self.fingerprint is None:
-            self.setup("fit" if split != "test" else "test")
-        return CTSliceDataset(self.arrays[split], self.fingerprint)
+    def make_dataset(self, arrays: CTSliceArrays) -> CTSliceDataset:
+        assert self.fingerprint is not None
+        return CTSliceDataset(arrays, self.fingerprint)
 
     # -- checkpointed state: the normalisation used in training ------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -87,16 +87,11 @@ class NnUNetDataModule(MultiTaskDataModule):
         cls_classes: Sequence[str] | None = None,
         cls_rule: Mapping[str, Any] | None = None,
         cls_level: str = "slice",
-        batch_size: int = 16,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool | None = None,
-        persistent_workers: bool = True,
         augment: BatchAugment | None = None,
-        shuffle_train: bool = True,
         skip_bad: bool = False,
+        **loader: Any,
     ) -> None:
-        super().__init__(augment=augment)
+        super().__init__(augment, **loader)
         self.root = _check_root(Path(root).expanduser())
         self.skip_bad = bool(skip_bad)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root / DEFAULT_CACHE
@@ -115,14 +110,7 @@ class NnUNetDataModule(MultiTaskDataModule):
             percentiles=self.percentiles,
             foreground_samples=self.foreground_samples,
             affine_tolerance=self.affine_tolerance,
-            batch_size=batch_size,
         )
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.shuffle_train = bool(shuffle_train)
 
         self.info: DatasetInfo = read_dataset_json(self.root)
         self.train_cases = find_cases(self.root / IMAGES_TR, self.root / LABELS_TR, self.info)
@@ -424,7 +412,6 @@ def _check_options(
     percentiles: tuple[float, float],
     foreground_samples: int,
     affine_tolerance: float,
-    batch_size: int,
 ) -> None:
     """Fail on a bad option before any file is touched, naming the key to change."""
     if not 0 < val_fraction < 1:
@@ -439,8 +426,6 @@ def _check_options(
         raise ValueError(f"data.foreground_samples must be >= 1, got {foreground_samples}")
     if affine_tolerance < 0:
         raise ValueError(f"data.affine_tolerance must be >= 0 mm, got {affine_tolerance}")
-    if batch_size < 1:
-        raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
 
 
 def _cls_config(

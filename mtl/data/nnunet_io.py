@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,38 +188,34 @@ def _as_labels(path: Path, data: np.ndarray) -> np.ndarray:
 
 
 # -- PNG -------------------------------------------------------------------------------------
-def _open_png(path: Path) -> Image.Image:
-    """The image with its pixels loaded (a truncated file fails here, not later)."""
+@contextmanager
+def _reading_png(path: Path, problem: str) -> Iterator[None]:
+    """Turn PIL's errors into ours, naming the file and what to do."""
     try:
-        image = Image.open(path)
-        image.load()
+        yield
     except FileNotFoundError:
         raise NnUNetMissingError(
             f"{path} is missing (it was listed at setup); restore it", path
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(
-            f"cannot read {path} ({type(err).__name__}: {err}); the file is truncated or not "
-            f"a PNG: copy it again or re-export it",
+            f"cannot read {path} ({type(err).__name__}: {err}); {problem}: copy it again or "
+            f"re-export it",
             path,
         ) from err
+
+
+def _open_png(path: Path) -> Image.Image:
+    """The image with its pixels loaded (a truncated file fails here, not later)."""
+    with _reading_png(path, "the file is truncated or not a PNG"):
+        image = Image.open(path)
+        image.load()
     return image
 
 
 def _png_header(path: Path) -> Header:
-    try:
-        with Image.open(path) as image:
-            width, height, mode = image.width, image.height, image.mode
-    except FileNotFoundError:
-        raise NnUNetMissingError(
-            f"{path} is missing (it was listed at setup); restore it", path
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(
-            f"cannot read {path} ({type(err).__name__}: {err}); the file is not a PNG: copy "
-            f"it again or re-export it",
-            path,
-        ) from err
+    with _reading_png(path, "the file is not a PNG"), Image.open(path) as image:
+        width, height, mode = image.width, image.height, image.mode
     if width < 1 or height < 1:
         raise ImageReadError(f"{path} is {width} x {height} pixels: it holds no image", path)
     stored = (height, width, 3) if mode in PNG_RGB_MODES else (height, width)

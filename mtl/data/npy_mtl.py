@@ -127,15 +127,10 @@ class NpyMultiTaskDataModule(MultiTaskDataModule):
         scan_values: bool = True,
         skip_bad: bool = False,
         cache_dir: str | None = None,
-        batch_size: int = 8,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool | None = None,
-        persistent_workers: bool = True,
         augment: BatchAugment | None = None,
-        shuffle_train: bool = True,
+        **loader: Any,
     ) -> None:
-        super().__init__(augment=augment)
+        super().__init__(augment, **loader)
         self.root = Path(root).expanduser()
         self.class_names = tuple(class_names or self.default_class_names)
         self.val_fraction = float(val_fraction)
@@ -151,17 +146,10 @@ class NpyMultiTaskDataModule(MultiTaskDataModule):
             std=std,
             boundary_width=boundary_width,
             objects_min_pixels=objects_min_pixels,
-            batch_size=batch_size,
             channels=self.in_channels,
             skip_bad=skip_bad,
             scans_values=check_values and scan_values,
         )
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.shuffle_train = bool(shuffle_train)
         self.in_memory = bool(in_memory)
         self.check_values = bool(check_values)
         self.scan_values = bool(scan_values)
@@ -396,7 +384,6 @@ def _check_options(
     std: Sequence[float],
     boundary_width: int,
     objects_min_pixels: int,
-    batch_size: int,
     channels: int,
     skip_bad: bool,
     scans_values: bool,
@@ -433,8 +420,6 @@ def _check_options(
         raise ValueError(f"data.boundary_width must be >= 1 pixel, got {boundary_width}")
     if objects_min_pixels < 1:
         raise ValueError(f"data.objects_min_pixels must be >= 1, got {objects_min_pixels}")
-    if batch_size < 1:
-        raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
 
 
 def _warn_test_as_val(owner: str, test_dir: Path) -> None:

@@ -18,14 +18,13 @@ import torch
 from torch.utils.data import Dataset
 
 from mtl.data.augment import BatchAugment
-from mtl.data.base import MultiTaskDataModule
+from mtl.data.generated import GeneratedDataModule
 from mtl.data.sample_metadata import MetadataError, check_target, mask_pixel_counts
 from mtl.data.scene_render import OBJECT_CLASSES, SEG_CLASSES, SceneConfig, generate_scene
 from mtl.data.targets import IGNORE_INDEX, semantic_boundaries
 from mtl.tasks import TargetSpec
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "val", "test")
 NORMALIZATIONS = ("train", "imagenet")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -118,7 +117,7 @@ class SceneDataset(Dataset):
         return self.arrays.pixel_counts
 
 
-class SyntheticScenesDataModule(MultiTaskDataModule):
+class SyntheticScenesDataModule(GeneratedDataModule):
     """`data=scenes`: ray-cast rooms with objects, NYUv2-style dense targets plus `objects`.
 
     `seed` fixes the data (pool and split) independently of the training seed, so a sweep over
@@ -128,6 +127,8 @@ class SyntheticScenesDataModule(MultiTaskDataModule):
     """
 
     in_channels = 3
+    split_salt = 0x5CE7E
+    arrays: dict[str, SceneArrays]
 
     def __init__(
         self,
@@ -138,20 +139,10 @@ class SyntheticScenesDataModule(MultiTaskDataModule):
         scene: Mapping[str, Any] | None = None,
         normalize: str = "train",
         boundary_width: int = 1,
-        batch_size: int = 16,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool | None = None,
-        persistent_workers: bool = True,
         augment: BatchAugment | None = None,
-        shuffle_train: bool = True,
+        **loader: Any,
     ) -> None:
-        super().__init__(augment=augment)
-        for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-            if int(value) < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {value}")
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        super().__init__(num_train, num_val, num_test, seed, augment, **loader)
         if normalize not in NORMALIZATIONS:
             raise ValueError(
                 f"data.normalize must be one of {NORMALIZATIONS}, got {normalize!r} ('train': "
@@ -159,17 +150,9 @@ class SyntheticScenesDataModule(MultiTaskDataModule):
             )
         if int(boundary_width) < 1:
             raise ValueError(f"data.boundary_width must be >= 1 pixel, got {boundary_width}")
-        self.sizes = {"train": int(num_train), "val": int(num_val), "test": int(num_test)}
-        self.seed = int(seed)
         self.config = SceneConfig(**dict(scene or {}))
         self.normalize = normalize
         self.boundary_width = int(boundary_width)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.shuffle_train = bool(shuffle_train)
         self.target_specs = {
             "seg": TargetSpec(
                 "segmentation", len(SEG_CLASSES), SEG_CLASSES, ignore_index=IGNORE_INDEX
@@ -179,54 +162,33 @@ class SyntheticScenesDataModule(MultiTaskDataModule):
             "boundary": TargetSpec("boundary", ignore_index=IGNORE_INDEX),
             "objects": TargetSpec("multilabel", len(OBJECT_CLASSES), OBJECT_CLASSES),
         }
-        self.arrays: dict[str, SceneArrays] = {}
         self.image_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
         if normalize == "imagenet":
             self.image_stats = (IMAGENET_MEAN, IMAGENET_STD)
 
-    # -- splits ------------------------------------------------------------------------------
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.in_channels, self.config.image_height, self.config.image_width)
 
-    def split_indices(self) -> dict[str, np.ndarray]:
-        """Disjoint pool indices per split, a permutation fixed by the data seed."""
-        total = sum(self.sizes.values())
-        order = np.random.default_rng([self.seed, 0x5CE7E]).permutation(total)
-        out, start = {}, 0
-        for split in SPLITS:
-            out[split] = np.sort(order[start : start + self.sizes[split]])
-            start += self.sizes[split]
-        return out
+    # -- generation and normalisation (mtl.data.generated) -----------------------------------
+    def generate(self, indices: np.ndarray) -> SceneArrays:
+        return SceneArrays(self.seed, indices, self.config, self.boundary_width)
 
-    def _arrays(self, split: str, indices: np.ndarray) -> SceneArrays:
-        if split not in self.arrays:
-            self.arrays[split] = SceneArrays(self.seed, indices, self.config, self.boundary_width)
-        return self.arrays[split]
+    @property
+    def normalization_ready(self) -> bool:
+        return self.image_stats is not None
 
-    # -- Lightning hooks ---------------------------------------------------------------------
-    def setup(self, stage: str | None = None) -> None:
-        indices = self.split_indices()
-        needed = ["train", "val", "test"] if stage in (None, "fit") else ["test"]
-        if stage == "validate":
-            needed = ["val"]
-        if self.image_stats is None and "train" not in needed:
-            needed = ["train", *needed]  # normalisation needs training statistics
-        for split in needed:
-            self._arrays(split, indices[split])
-        if self.image_stats is None:
-            self.image_stats = self.arrays["train"].channel_stats()
-            log.info(
-                "scene image mean/std from %d training images: %s",
-                len(self.arrays["train"]),
-                self.image_stats,
-            )
+    def fit_normalization(self) -> None:
+        self.image_stats = self.arrays["train"].channel_stats()
+        log.info(
+            "scene image mean/std from %d training images: %s",
+            len(self.arrays["train"]),
+            self.image_stats,
+        )
 
-    def dataset(self, split: str) -> SceneDataset:
-        if split not in self.arrays or self.image_stats is None:
-            self.setup({"train": "fit", "val": "validate"}.get(split, "test"))
+    def make_dataset(self, arrays: SceneArrays) -> SceneDataset:
         assert self.image_stats is not None
-        return SceneDataset(self.arrays[split], *self.image_stats)
+        return SceneDataset(arrays, *self.image_stats)
 
     # -- checkpointed state: the normalisation used in training ------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -217,10 +217,7 @@ def test_bad_configs_fail_clearly():
 
 
 def test_rebalancing_sampler_refuses_a_fixed_training_order():
-    class Fixed(MultiTaskDataModule):
-        shuffle_train = False
-
-    dm = Fixed()
+    dm = MultiTaskDataModule(shuffle_train=False)
     dm.set_sampling(Sampling())  # uniform: fixed order wins, nothing is rebalanced
     with pytest.raises(SamplerConfigError, match=r"shuffle_train=false .* sampler=none"):
         dm.set_sampling(Sampling(weight_target="cls"))
