@@ -319,14 +319,16 @@ def test_csv_log_survives_ddp_spawn(tmp_path):
 
 @pytest.mark.parametrize("trainer", ["cpu", "ddp_cpu"])
 def test_default_experiment_trains_with_balanced_batches_and_a_guided_cls_head(tmp_path, trainer):
-    """`make train` runs experiment=ct_default: the weighted sampler, no cls class weights, and
-    a cls head pooling under segmentation's lesion probability."""
+    """`make train` runs experiment=ct_default: the weighted sampler, no cls class weights, a
+    cls head pooling under segmentation's lesion probability, and augmentation of half the
+    slices."""
     makefile = (ROOT / "Makefile").read_text()
     assert "train.py experiment=ct_default $(ARGS)" in makefile
     overrides = [*TINY, "experiment=ct_default"]
     cfg = compose_config(tmp_path, [*overrides, f"trainer={trainer}", "trainer.fast_dev_run=true"])
     assert cfg.sampler.weight_target == "cls" and cfg.tasks.cls.class_weights is None
     datamodule = build_datamodule(cfg)
+    assert (datamodule.augment.spatial_p, datamodule.augment.intensity_p) == (0.5, 0.3)
     net = build_module(cfg, datamodule).net
     head = net.heads["cls"]
     assert head.guided and head.stages == [-3, -2, -1]
