@@ -29,7 +29,8 @@ class ClassificationTask(ClassLabelTask):
     `loss`: `ce` or `focal` (`focal_gamma`; `focal_alpha` or `class_weights` as its alpha_t).
     `class_weights`: inverse / median from the training split's class shares, a list, or null.
     `guide_task` / `guide_class`: pool also under that segmentation task's predicted
-    probability of that class (`mtl.models.guides`), when the run has the task.
+    probability of that class (`mtl.models.guides`), when the run has the task; `guide_pool`
+    is how (`avg`, `max`, `avgmax`; see `PooledHead`).
     """
 
     kind = "classification"
@@ -53,6 +54,7 @@ class ClassificationTask(ClassLabelTask):
         norm: str = "batch",
         guide_task: str | None = None,
         guide_class: str | None = None,
+        guide_pool: str = "avg",
     ) -> None:
         super().__init__(name, target, num_classes, class_weights)
         if (guide_task is None) != (guide_class is None):
@@ -78,6 +80,7 @@ class ClassificationTask(ClassLabelTask):
             dropout=dropout,
             conv_channels=conv_channels,
             norm=norm,
+            guide_pool=guide_pool,
         )
         self.criterion: CompositeLoss | None = None
 

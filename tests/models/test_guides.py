@@ -45,6 +45,41 @@ def test_guided_pooling_is_the_guide_weighted_mean_plus_area_and_peak():
     torch.testing.assert_close(scalars, torch.tensor([[size, 0.5]]))
 
 
+def test_guided_max_keeps_the_strongest_region_that_the_mean_dilutes():
+    # one strong region (a malignant lesion) and two weak ones (benign lesions), all g = 1
+    x = torch.zeros(1, 2, 8, 8)
+    x[:, :, :2, :2] = 9.0
+    x[:, :, 4:6, :2] = 1.0
+    x[:, :, 4:6, 4:6] = 1.0
+    x[:, :, 2:4, 6:] = 50.0  # outside every region: in neither pool
+    guide = torch.zeros(1, 1, 8, 8)
+    guide[:, :, :2, :2] = guide[:, :, 4:6, :2] = guide[:, :, 4:6, 4:6] = 1.0
+    pools = {}
+    for mode in ("avg", "max", "avgmax"):
+        head = PooledHead([2], 3, stages=(0,), pool="avg", guided=True, guide_pool=mode)
+        (pools[mode],), _ = head._guided_pool([x], guide)
+        assert head([x], guide=guide).shape == (1, 3)
+    mean = (4 * 9.0 + 8 * 1.0) / (12 + 1e-4)  # 12 px of g = 1; guide_eps
+    torch.testing.assert_close(pools["avg"], torch.full((1, 2), mean))
+    torch.testing.assert_close(pools["max"], torch.full((1, 2), 9.0))
+    torch.testing.assert_close(pools["avgmax"], torch.cat([pools["avg"], pools["max"]], dim=1))
+    # the head's input: global avg (2) + guided pools (2 or 4) + size and peak (2)
+    widths = {
+        mode: PooledHead([2], 3, stages=(0,), pool="avg", guided=True, guide_pool=mode)
+        .mlp[0]
+        .normalized_shape[0]
+        for mode in ("avg", "avgmax")
+    }
+    assert widths == {"avg": 6, "avgmax": 8}
+
+
+def test_an_unknown_guide_pool_names_the_setting():
+    cls = ClassificationTask("cls", guide_task="seg", guide_class="lesion", guide_pool="median")
+    cls.bind(TargetSpec("classification", 3, ("none", "benign", "malignant")))
+    with pytest.raises(TaskConfigError, match=r"tasks\.cls\.guide_pool='median' is unknown"):
+        cls.build_head([8], [1], guided=True)
+
+
 def test_guide_size_spans_zero_to_one():
     head = PooledHead([1], 2, stages=(0,), guided=True)
     x = torch.zeros(2, 1, 4, 4)
