@@ -74,10 +74,10 @@ def test_guided_max_keeps_the_strongest_region_that_the_mean_dilutes():
 
 
 def test_an_unknown_guide_pool_names_the_setting():
-    cls = ClassificationTask("cls", guide_task="seg", guide_class="lesion", guide_pool="median")
-    cls.bind(TargetSpec("classification", 3, ("none", "benign", "malignant")))
     with pytest.raises(TaskConfigError, match=r"tasks\.cls\.guide_pool='median' is unknown"):
-        cls.build_head([8], [1], guided=True)
+        ClassificationTask("cls", guide_task="seg", guide_class="lesion", guide_pool="median")
+    with pytest.raises(ValueError, match=r"guide_pool='median' is unknown"):
+        PooledHead([4], 3, stages=(0,), guided=True, guide_pool="median")
 
 
 def test_guide_size_spans_zero_to_one():
