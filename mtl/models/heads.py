@@ -16,6 +16,13 @@ POOLS = ("avg", "max", "avgmax")
 GUIDE_SCALARS = 2  # size and peak of a guide map (PooledHead)
 
 
+def check_pools(**pools: str) -> None:
+    """Refuse a pooling mode that is not one of `POOLS`, naming its setting."""
+    for key, value in pools.items():
+        if value not in POOLS:
+            raise ValueError(f"{key}={value!r} is unknown; choose one of {list(POOLS)}")
+
+
 def global_pool(x: Tensor, pool: str) -> Tensor:
     if pool == "avg":
         return x.mean(dim=(-2, -1))
@@ -61,9 +68,7 @@ class PooledHead(nn.Module):
         guide_pool: str = "avg",
     ) -> None:
         super().__init__()
-        for key, value in (("pool", pool), ("guide_pool", guide_pool)):
-            if value not in POOLS:
-                raise ValueError(f"{key}={value!r} is unknown; choose one of {POOLS}")
+        check_pools(pool=pool, guide_pool=guide_pool)
         stages = list(stages)
         bad = [s for s in stages if not -len(channels) <= s < len(channels)]
         if not stages or bad:

@@ -63,13 +63,12 @@ class ClassificationTask(ClassLabelTask):
                 f"lesion) or neither, got {guide_task!r} and {guide_class!r}"
             )
         self._guide = None if guide_task is None else (str(guide_task), str(guide_class))
-        from mtl.models.heads import POOLS  # lazy: mtl.models imports mtl.tasks
+        from mtl.models.heads import check_pools  # lazy: mtl.models imports mtl.tasks
 
-        for key, value in (("pool", pool), ("guide_pool", guide_pool)):
-            if value not in POOLS:  # refused before any data is made, not at head building
-                raise TaskConfigError(
-                    f"tasks.{name}.{key}={value!r} is unknown; choose one of {list(POOLS)}"
-                )
+        try:  # here, before any data is made, not only when the head is built
+            check_pools(pool=pool, guide_pool=guide_pool)
+        except ValueError as err:
+            raise TaskConfigError(f"tasks.{name}.{err}") from err
         if loss not in CLASSIFICATION_LOSSES:
             raise TaskConfigError(
                 f"tasks.{name}.loss={loss!r}: a classification loss is one of "
